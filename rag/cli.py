@@ -1,0 +1,204 @@
+"""Command line: ``python -m rag ingest|search|papers|sources|ask ...``.
+
+Every command turns a ``RagError`` into one clear line on stderr and exit code 1; heavy
+libraries load only inside the command that needs them, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import RagError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Ask questions of research-paper abstracts; every claim cited, or an honest "
+    "'the papers don't say'.",
+)
+
+IndexDir = Annotated[
+    Optional[Path], typer.Option("--index-dir", help="Index folder (default: ./index).")
+]
+K = Annotated[Optional[int], typer.Option("-k", "--top-k", help="Papers to retrieve.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+Mode = Annotated[
+    Optional[str], typer.Option("--mode", help="Retrieval: hybrid, dense or bm25.")
+]
+
+
+def settings_from(**overrides):  # noqa: ANN003, ANN201
+    """Settings from the environment plus command-line overrides (bad values: RagError)."""
+    from pydantic import ValidationError
+
+    from .config import Settings
+    from .errors import ConfigError
+
+    try:
+        return Settings().with_overrides(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        raise ConfigError(f"Invalid setting {where}: {first.get('msg')}.") from None
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def guarded(fn):  # noqa: ANN001, ANN201
+    """Run a command body, printing user errors as one line (no traceback)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            return fn(*args, **kwargs)
+        except RagError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted; the index keeps everything committed so far (re-run to finish)")
+
+    return wrapper
+
+
+@app.command()
+@guarded
+def ingest(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to add (.txt listing pages, .jsonl, .csv).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete the index and build it again.")] = False,
+    remove: Annotated[Optional[list[Path]], typer.Option("--remove", help="Drop a source from the corpus.")] = None,
+    index_dir: IndexDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Build or update the index (only new or changed chunks are embedded)."""
+    from .ingest import ingest as run_ingest
+
+    settings = settings_from(index_dir=index_dir)
+    report = run_ingest(settings, paths or [], rebuild=rebuild, remove=remove or [], progress=not quiet)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"Indexed {report.summary()} -> {settings.chroma_url or settings.index_dir}")
+
+
+@app.command()
+@guarded
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: K = None,
+    mode: Mode = None,
+    as_json: AsJson = False,
+    index_dir: IndexDir = None,
+) -> None:
+    """Show the papers that best match a query."""
+    from .pipeline import Pipeline
+
+    settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode)
+    sources = Pipeline(settings).search(query)
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in sources], ensure_ascii=False, indent=2))
+        return
+    if not sources:
+        typer.echo("No paper matches.")
+    for s in sources:
+        typer.echo(f"[{s.number}] {s.title}  (score {s.score:.2f})")
+        typer.echo(f"    {_clip(s.text, 200)}")
+
+
+@app.command()
+@guarded
+def papers(as_json: AsJson = False, index_dir: IndexDir = None) -> None:
+    """List the indexed papers."""
+    from .store import PaperIndex
+
+    settings = settings_from(index_dir=index_dir)
+    listed = PaperIndex(settings).papers()
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in listed], ensure_ascii=False, indent=2))
+        return
+    for p in listed:
+        extra = ", ".join(x for x in (p.published, f"{p.n_authors} authors" if p.n_authors else None) if x)
+        typer.echo(f"{p.paper_id}  {p.title}" + (f"  ({extra})" if extra else ""))
+    typer.echo(f"{len(listed)} papers", err=True)
+
+
+@app.command()
+@guarded
+def sources(index_dir: IndexDir = None) -> None:
+    """List the files and folders the index is built from."""
+    from .store import PaperIndex
+
+    for src in PaperIndex(settings_from(index_dir=index_dir)).sources():
+        typer.echo(src)
+
+
+@app.command()
+@guarded
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question, in plain language.")],
+    k: K = None,
+    mode: Mode = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Generator model (bundled name, HF id, folder or .gguf).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.")] = None,
+    as_json: AsJson = False,
+    index_dir: IndexDir = None,
+) -> None:
+    """Answer a question from the indexed abstracts, citing every claim."""
+    from .pipeline import Pipeline
+    from .types import Answer, Token
+
+    settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode, model=model, device=device)
+    pipeline = Pipeline(settings)
+    if as_json:
+        typer.echo(json.dumps(pipeline.ask(question).to_dict(), ensure_ascii=False, indent=2))
+        return
+    final: Answer | None = None
+    streamed = False
+    for event in pipeline.stream(question):
+        if isinstance(event, Token):
+            if not streamed:
+                typer.secho("draft: ", fg="bright_black", nl=False, err=True)
+                streamed = True
+            typer.secho(event.text, fg="bright_black", nl=False, err=True)
+        elif isinstance(event, Answer):
+            final = event
+    if streamed:
+        typer.echo("", err=True)
+    assert final is not None
+    typer.echo(format_answer(final))
+
+
+def format_answer(answer) -> str:  # noqa: ANN001
+    """The verified answer and its references, as plain text."""
+    lines = [answer.text, ""]
+    if answer.refused and answer.sources:
+        lines.append("Closest papers found:")
+        lines += [f"  [{s.number}] {s.title}" for s in answer.sources]
+    for c in answer.citations:
+        lines.append(f"[{c.number}] {c.title}")
+        if c.supporting_sentence:
+            lines.append(f"    \u201c{_clip(c.supporting_sentence, 240)}\u201d")
+    t = answer.timings
+    if t:
+        lines.append("")
+        lines.append(f"({t.get('total', 0):.1f} s, {answer.model} on {answer.device})")
+    return "\n".join(lines).strip()
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def main() -> None:
+    try:
+        app()
+    except RagError as exc:  # pragma: no cover - guarded covers commands
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

