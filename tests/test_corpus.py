@@ -247,11 +247,14 @@ def test_paper_id_truncation_keeps_ids_unique() -> None:
 # --- listings: robustness ---------------------------------------------------------------
 
 
-def test_listing_glued_subscribe_keeps_real_words() -> None:
-    page = f"Daily Papers\nSubscribemT5: A Massively Multilingual Model\n{ABSTRACT}\n"
-    assert [p.title for p in parse_listing(page, "p.txt")] == ["mT5: A Massively Multilingual Model"]
-    page = f"Daily Papers\nSubscriber Churn Prediction with Graphs\n{ABSTRACT}\n"
-    assert [p.title for p in parse_listing(page, "p.txt")] == ["Subscriber Churn Prediction with Graphs"]
+@pytest.mark.parametrize(("line", "title"), [
+    ("SubscribemT5: A Massively Multilingual Model", "mT5: A Massively Multilingual Model"),
+    ("Subscribe Codebook Features", "Codebook Features"),
+    ("Subscriber Churn Prediction with Graphs", "Subscriber Churn Prediction with Graphs"),
+])
+def test_listing_glued_subscribe_keeps_real_words(line, title) -> None:
+    page = f"Daily Papers\n{line}\n{ABSTRACT}\n"
+    assert [p.title for p in parse_listing(page, "p.txt")] == [title]
 
 
 def test_listing_title_without_abstract_is_skipped_not_glued() -> None:

@@ -1,0 +1,96 @@
+"""The command line: real commands on real indexes; errors are one line and exit 1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str, env: dict | None = None):
+    return runner.invoke(app, list(args), env=env)
+
+
+def test_help_is_fast_and_loads_nothing_heavy():
+    code = "import sys; from rag.cli import app; print(sorted(m for m in ('torch','transformers','chromadb','gradio','llama_index') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+    helped = subprocess.run([sys.executable, "-m", "rag", "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0
+    for command in ("ingest", "search", "papers", "ask"):
+        assert command in helped.stdout
+
+
+@pytest.fixture()
+def user_corpus(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(
+        json.dumps({"title": "Sparse Widgets for Fast Retrieval", "abstract": "We propose sparse widgets. They are 3x faster than dense widgets.", "published": "2024-02-03"}) + "\n"
+        + json.dumps({"title": "Dense Gadgets", "abstract": "We study dense gadgets. Dense gadgets use more memory."}) + "\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_ingest_search_papers_round_trip(tmp_path, user_corpus):
+    env = {"RAG_CORPUS": "[]"}
+    idx = str(tmp_path / "idx")
+    result = run("ingest", "--quiet", str(user_corpus), "--index-dir", idx, env=env)
+    assert result.exit_code == 0, result.output
+    assert "2 papers" in result.output
+
+    again = run("ingest", "--quiet", "--index-dir", idx, env=env)
+    assert again.exit_code == 0 and "0 added" in again.output
+
+    found = run("search", "fast sparse retrieval", "-k", "1", "--json", "--index-dir", idx, env=env)
+    assert found.exit_code == 0, found.output
+    hits = json.loads(found.stdout)
+    assert [h["title"] for h in hits] == ["Sparse Widgets for Fast Retrieval"]
+    assert hits[0]["number"] == 1
+
+    listed = run("papers", "--json", "--index-dir", idx, env=env)
+    papers = json.loads(listed.stdout)
+    assert {p["title"] for p in papers} == {"Sparse Widgets for Fast Retrieval", "Dense Gadgets"}
+    assert next(p for p in papers if p["title"].startswith("Sparse"))["published"] == "2024-02-03"
+
+    text = run("search", "memory of gadgets", "--index-dir", idx, env=env)
+    assert text.exit_code == 0 and "[1] Dense Gadgets" in text.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("search", "anything"), "No index at"),
+        (("papers",), "No index at"),
+        (("search", "   "), "No index at"),  # the missing index is reported first
+        (("ingest", "does-not-exist.jsonl"), "no such file"),
+        (("search", "x", "--mode", "psychic"), "Invalid setting retrieval_mode"),
+        (("search", "x", "-k", "0"), "Invalid setting top_k"),
+    ],
+)
+def test_errors_are_one_clear_line(tmp_path, args, message):
+    result = run(*args, "--index-dir", str(tmp_path / "none"))
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_corpus_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "broken.jsonl"
+    bad.write_text('{"title": "Fine", "abstract": "Fine abstract here."}\n{not json\n', encoding="utf-8")
+    result = run("ingest", str(bad), "--index-dir", str(tmp_path / "idx"), env={"RAG_CORPUS": "[]"})
+    assert result.exit_code == 1
+    assert "broken.jsonl" in result.output and "line 2" in result.output
+
+
+def test_ask_empty_question_is_a_clear_error(seed_settings, seed_index):
+    result = run("ask", "  ", "--index-dir", str(seed_settings.index_dir))
+    assert result.exit_code == 1 and "error: The question is empty" in result.output
