@@ -174,6 +174,78 @@ def ask(
     typer.echo(format_answer(final))
 
 
+@app.command("eval")
+@guarded
+def eval_(
+    questions: Annotated[Optional[Path], typer.Option("--questions", help="Question set, JSON lines (default: eval/questions.jsonl).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: eval/reports/latest).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N questions.")] = None,
+    system: Annotated[str, typer.Option("--system", help="citewise, baseline (stock llama-index CitationQueryEngine) or both.")] = "citewise",
+    judge: Annotated[str, typer.Option("--judge", help="Sentence support judge: generator (the local model), none (lexical), or an NLI model id/folder.")] = "generator",
+    k: K = None,
+    mode: Mode = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Generator model (bundled name, HF id, folder or .gguf).")] = None,
+    baseline_dir: Annotated[Optional[Path], typer.Option("--baseline-dir", help="A finished baseline run to show side by side.")] = None,
+    compare: Annotated[Optional[tuple[Path, Path]], typer.Option("--compare", help="Print the metric deltas of two finished run folders A B, then exit.")] = None,
+    index_dir: IndexDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Evaluate answers on the question set: retrieval, citations, faithfulness, refusals."""
+    from .config import PROJECT_ROOT
+    from .evaluate import compare_runs, run_eval
+    from .metrics import DEFINITIONS, format_value
+
+    if compare:
+        typer.echo(compare_runs(*compare))
+        return
+    settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode, model=model)
+    out = out or PROJECT_ROOT / "eval" / "reports" / "latest"
+    result = run_eval(settings, questions or PROJECT_ROOT / "eval" / "questions.jsonl", out, limit=limit,
+                      system=system, judge=judge, progress=not quiet, baseline_dir=baseline_dir)
+    if system == "both":
+        typer.echo(compare_runs(out / "citewise", out / "baseline"))
+    else:
+        for key, (label, _) in DEFINITIONS.items():
+            typer.echo(f"{label:<28} {format_value(key, result.get(key))}")
+    typer.echo(f"\nReport: {out / 'report.md'}")
+
+
+@app.command("eval-retrieval")
+@guarded
+def eval_retrieval(
+    questions: Annotated[Optional[Path], typer.Option("--questions", help="Question set, JSON lines (default: eval/questions.jsonl).")] = None,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Papers retrieved per question.")] = 5,
+    as_json: AsJson = False,
+    index_dir: IndexDir = None,
+) -> None:
+    """Score retrieval alone (no model): recall@k and MRR for dense, BM25 and hybrid."""
+    from .config import PROJECT_ROOT
+    from .evaluate import format_retrieval, retrieval_eval
+
+    settings = settings_from(index_dir=index_dir)
+    result = retrieval_eval(settings, questions or PROJECT_ROOT / "eval" / "questions.jsonl", k=k)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_retrieval(result))
+
+
+@app.command()
+@guarded
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Small and fast (for CI): every section, tiny sizes.")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these sections (ingest, search, scale, generate, answer, app).")] = None,
+    scale: Annotated[Optional[list[int]], typer.Option("--scale", help="Synthetic index sizes in chunks (default 100000; 1000000 is opt-in).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the JSON results.")] = Path("bench-results.json"),
+    index_dir: IndexDir = None,
+) -> None:
+    """Measure ingest, search, generation, answers and app start, each against its baseline."""
+    from . import bench as benchmarks
+
+    settings = settings_from(index_dir=index_dir)
+    results = benchmarks.run(settings, quick=quick, only=only, scale=scale, out=out,
+                             echo=lambda m: typer.echo(m, err=True))
+    typer.echo(benchmarks.table(results))
+    typer.echo(json.dumps(results))
+
+
 def format_answer(answer) -> str:  # noqa: ANN001
     """The verified answer and its references, as plain text."""
     lines = [answer.text, ""]

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         default=40, ge=1, description="Chunks each retriever returns before fusion."
     )
     min_similarity: float = Field(
-        default=0.25,
+        default=0.33,
         ge=-1.0,
         le=1.0,
         description="Below this cosine similarity of the best chunk, retrieval counts as "
@@ -100,10 +100,10 @@ class Settings(BaseSettings):
     )
     max_new_tokens: int = Field(default=160, ge=8, le=2048, description="Answer length cap.")
     evidence_sentences: int = Field(
-        default=3,
+        default=5,
         ge=1,
-        le=20,
-        description="Best sentences of each retrieved abstract shown to the model.",
+        le=30,
+        description="Sentences, pooled across the retrieved abstracts, shown to the model.",
     )
     model_cache_dir: Path = Field(
         default_factory=_default_cache_dir,
@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         le=1.0,
         description="An answer sentence needs at least this support from its cited "
         "sources to be kept.",
+    )
+    semantic_support: bool = Field(
+        default=True,
+        description="Let embedding similarity lift the support of paraphrased sentences "
+        "(numbers and names must still match exactly).",
     )
     judge: Literal["none", "generator"] | str = Field(
         default="none",

@@ -21,7 +21,7 @@ from typing import Any
 from .citations import verify_answer
 from .config import Settings
 from .conversation import clean_question, standalone_question
-from .evidence import select_evidence
+from .evidence import pool_evidence
 from .prompts import NOT_FOUND, REFUSAL, answer_messages, judge_messages
 from .retrieval import Filters, Retriever
 from .types import Answer, Source, Status, Token
@@ -122,11 +122,7 @@ class Pipeline:
             yield finish(self._refusal(question, sources, "nothing relevant retrieved"))
             return
 
-        blocks = [
-            (s.number, s.title, select_evidence(query, s.abstract, self.settings.evidence_sentences))
-            for s in sources
-        ]
-        messages = answer_messages(query, blocks)
+        messages = self.messages_for(query, sources)
         generator = self.generator
         yield Status("generating", generator.name)
         t1 = time.perf_counter()
@@ -145,7 +141,7 @@ class Pipeline:
             answer = self._refusal(question, sources, "the model found no answer")
         else:
             verified = verify_answer(
-                draft, sources, self.settings.min_support, judge=self._judge()
+                draft, sources, self.settings.min_support, embed=self._embed(), judge=self._judge()
             )
             if not verified.citations or not verified.kept_text.strip():
                 answer = self._refusal(question, sources, "no sentence survived verification")
@@ -164,6 +160,10 @@ class Pipeline:
         timings["verification"] = time.perf_counter() - t2
         yield finish(answer)
 
+    def messages_for(self, question: str, sources: list[Source]) -> list[dict]:
+        """The exact chat messages the model gets for ``question`` over ``sources``."""
+        return answer_messages(question, pool_evidence(question, sources, self.settings.evidence_sentences))
+
     # --- helpers -------------------------------------------------------------------------------
     def _relevant(self, sources: list[Source]) -> bool:
         if not sources:
@@ -175,6 +175,12 @@ class Pipeline:
         return Answer(
             question=question, text=REFUSAL, refused=True, refusal_reason=reason, sources=sources
         )
+
+    def _embed(self):  # noqa: ANN202
+        if not self.settings.semantic_support:
+            return None
+        embedder = self.retriever.embedder
+        return lambda texts: embedder.get_text_embedding_batch(list(texts))
 
     def _judge(self):  # noqa: ANN202
         if self.settings.judge != "generator":

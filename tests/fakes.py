@@ -2,7 +2,7 @@
 
 ``ScriptedGenerator`` replies with a given text, streamed word by word, and records every
 prompt it saw. ``ExtractiveGenerator`` answers like a careful model would: it copies the
-first evidence sentence of source [1] from the prompt and cites it.
+first evidence sentence tagged [1] in the prompt and cites it.
 """
 
 from __future__ import annotations
@@ -38,11 +38,10 @@ class ExtractiveGenerator(ScriptedGenerator):
 
     def stream(self, messages: list[dict], max_new_tokens: int) -> Iterator[str]:
         self.prompts.append(messages)
-        user = messages[-1]["content"]
-        block = re.search(r"\[1\] [^\n]*\n([^\n]+)", user)
-        if not block:
+        line = re.search(r"^\[1\] (.+)$", messages[-1]["content"], re.M)
+        if not line:
             yield "NOT FOUND"
             return
-        first = re.split(r"(?<=[.!?])\s+", block.group(1).strip())[0].rstrip(".")
+        first = line.group(1).strip().rstrip(".")
         for piece in re.findall(r"\S+\s*", f"{first} [1]."):
             yield piece

@@ -3,6 +3,8 @@ refusals, streaming order, follow-ups, hostile questions and abstracts."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from fakes import ExtractiveGenerator, ScriptedGenerator
@@ -52,11 +54,12 @@ def test_prompt_is_short_numbered_evidence(make_pipeline):
     gen = ExtractiveGenerator()
     make_pipeline(gen).ask(Q_CODEBOOK)
     system, user = gen.prompts[0]
-    assert system["role"] == "system" and "only the numbered sources" in system["content"]
-    for n in range(1, 6):
-        assert f"[{n}] " in user["content"]
-    assert "[6] " not in user["content"]
-    assert len(user["content"]) < 6000  # best sentences only, not whole chunks
+    assert system["role"] == "system" and "only the sentences given" in system["content"]
+    tagged = re.findall(r"^\[(\d+)\] (.+)$", user["content"], re.M)
+    assert len(tagged) == 5  # the five most relevant sentences, not whole abstracts
+    assert all(1 <= int(n) <= 5 for n, _ in tagged)
+    assert tagged[0][0] == "1"  # the top source's best sentence leads
+    assert len(user["content"]) < 2500
 
 
 def test_fabricated_citation_is_removed(make_pipeline):

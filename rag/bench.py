@@ -1,0 +1,253 @@
+"""``python -m rag bench``: every benchmark in one run, each figure beside its baseline.
+
+Sections (``--quick`` shrinks each one so CI can keep the command working):
+
+* ingest    full ingest of the seed corpus vs the bare embedder on the same chunks; re-ingest
+* search    p50/p95 of hybrid search over 100 queries at the seed index
+* scale     embedded Chroma at synthetic sizes (build time, query p50/p95, resident memory)
+* generate  time to first token and decode tokens/s through the pipeline vs bare generate
+* answer    end-to-end seconds p50/p90 over the eval questions
+* app       app cold start to first served page, and its peak resident memory
+
+Results are printed as a table and one JSON object, also written to ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import PROJECT_ROOT, Settings
+
+QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by linear interpolation."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _questions(limit: int | None = None) -> list[dict]:
+    items = [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return items[:limit] if limit else items
+
+
+def bench_ingest(settings: Settings) -> dict[str, Any]:
+    from llama_index.core.schema import MetadataMode
+
+    from .chunking import chunk_papers
+    from .corpus import load_corpus
+    from .embedding import load_embedder
+    from .ingest import ingest
+
+    embedder = load_embedder(settings)
+    embedder.get_text_embedding_batch(["warm up"])
+    papers = load_corpus(settings.corpus).papers
+    texts = [n.get_content(metadata_mode=MetadataMode.EMBED)
+             for n in chunk_papers(papers, settings.chunk_size, settings.chunk_overlap)]
+    t = time.perf_counter()
+    embedder._model.encode(texts, batch_size=settings.embed_batch_size, normalize_embeddings=True)
+    bare = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        local = settings.with_overrides(index_dir=Path(tmp))
+        t = time.perf_counter()
+        report = ingest(local, progress=False, embedder=embedder)
+        full = time.perf_counter() - t
+        t = time.perf_counter()
+        ingest(local, progress=False, embedder=embedder)
+        again = time.perf_counter() - t
+    return {"chunks": report.chunks, "ingest_s": full, "bare_embed_s": bare,
+            "ingest_vs_bare": full / bare, "reingest_s": again}
+
+
+def bench_search(settings: Settings, n: int = 100) -> dict[str, Any]:
+    from .pipeline import Pipeline
+
+    pipeline = Pipeline(settings)
+    queries = [q["question"] for q in _questions()]
+    queries = (queries * (n // len(queries) + 1))[:n]
+    pipeline.search(queries[0])  # load the embedder and BM25 once
+    out: dict[str, Any] = {"queries": n}
+    for mode in ("hybrid", "dense", "bm25"):
+        times = []
+        for q in queries:
+            t = time.perf_counter()
+            pipeline.search(q, mode=mode)
+            times.append((time.perf_counter() - t) * 1000)
+        out[f"{mode}_p50_ms"], out[f"{mode}_p95_ms"] = pct(times, 0.5), pct(times, 0.95)
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        pipeline.retriever.embed_query(q)
+        times.append((time.perf_counter() - t) * 1000)
+    out["query_embedding_p50_ms"] = pct(times, 0.5)
+    return out
+
+
+def bench_scale(size: int, dim: int = 384, queries: int = 100) -> dict[str, Any]:
+    """Embedded Chroma with ``size`` synthetic unit vectors (clustered like real topics)."""
+    import chromadb
+    import numpy as np
+    from chromadb.config import Settings as ChromaSettings
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(256, dim)).astype("float32")
+    before = rss_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        client = chromadb.PersistentClient(tmp, settings=ChromaSettings(anonymized_telemetry=False))
+        from .store import _no_embedding_function
+
+        col = client.create_collection("scale", metadata={"hnsw:space": "cosine"},
+                                       embedding_function=_no_embedding_function())
+        t = time.perf_counter()
+        batch = 5000
+        for start in range(0, size, batch):
+            m = min(batch, size - start)
+            vecs = centers[rng.integers(0, 256, m)] + 0.6 * rng.normal(size=(m, dim)).astype("float32")
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            col.add(ids=[f"c{start + i}" for i in range(m)], embeddings=vecs,
+                    metadatas=[{"paper_id": f"p{(start + i) // 3}"} for i in range(m)])
+        build = time.perf_counter() - t
+        qv = centers[rng.integers(0, 256, queries)] + 0.6 * rng.normal(size=(queries, dim)).astype("float32")
+        qv /= np.linalg.norm(qv, axis=1, keepdims=True)
+        col.query(query_embeddings=qv[:1], n_results=40)
+        times = []
+        for v in qv:
+            t = time.perf_counter()
+            col.query(query_embeddings=v[None, :], n_results=40)
+            times.append((time.perf_counter() - t) * 1000)
+        disk = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 2**20
+    return {"chunks": size, "build_s": build, "add_per_s": size / build,
+            "query_p50_ms": pct(times, 0.5), "query_p95_ms": pct(times, 0.95),
+            "rss_growth_mb": rss_mb() - before, "disk_mb": disk}
+
+
+def bench_generate(settings: Settings, new_tokens: int = 64) -> dict[str, Any]:
+    from .pipeline import Pipeline
+
+    pipeline = Pipeline(settings)
+    gen = pipeline.generator
+    gen.load()
+    q = _questions()[0]["question"]
+    messages = pipeline.messages_for(q, pipeline.search(q))
+    gen.bare_generate(messages, 4)  # warm up kernels
+    _, prefill, _ = gen.bare_generate(messages, 1)
+    _, bare_s, bare_n = gen.bare_generate(messages, new_tokens)
+    list(gen.stream(messages, new_tokens))
+    timing = gen.last_timing
+    bare_rate = (bare_n - 1) / max(bare_s - prefill, 1e-9)
+    return {"prompt_tokens": timing.prompt_tokens, "pipeline_ttft_s": timing.time_to_first_token,
+            "bare_prefill_s": prefill, "pipeline_decode_tok_s": timing.decode_tokens_per_s,
+            "bare_decode_tok_s": bare_rate,
+            "decode_ratio": (timing.decode_tokens_per_s or 0) / bare_rate,
+            "device": gen.device}
+
+
+def bench_answers(settings: Settings, limit: int | None) -> dict[str, Any]:
+    from .pipeline import Pipeline
+
+    pipeline = Pipeline(settings)
+    pipeline.warm_up()
+    totals, firsts, refused = [], [], 0
+    for item in _questions(limit):
+        answer = pipeline.ask(item["question"])
+        totals.append(answer.timings["total"])
+        if "first_token" in answer.timings:
+            firsts.append(answer.timings["first_token"])
+        refused += answer.refused
+    return {"questions": len(totals), "answer_p50_s": pct(totals, 0.5), "answer_p90_s": pct(totals, 0.9),
+            "ttft_p50_s": pct(firsts, 0.5), "ttft_p90_s": pct(firsts, 0.9), "refused": refused}
+
+
+def bench_app(settings: Settings, timeout: float = 300) -> dict[str, Any]:
+    """Seconds from ``python app.py`` to the first served page, and its peak memory."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    import psutil
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port),
+                             "--index-dir", str(settings.index_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak, served = 0.0, None
+    try:
+        while time.perf_counter() - t < timeout and proc.poll() is None:
+            try:
+                peak = max(peak, sum(p.memory_info().rss for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]) / 2**20)
+            except psutil.Error:
+                pass
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    if r.status == 200:
+                        served = time.perf_counter() - t
+                        break
+            except OSError:
+                time.sleep(0.25)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"cold_start_s": served, "peak_rss_mb": peak}
+
+
+def run(settings: Settings, quick: bool = False, only: list[str] | None = None,
+        scale: list[int] | None = None, out: Path | None = None, echo=print) -> dict[str, Any]:  # noqa: ANN001
+    """Run the selected sections and return {section: figures}."""
+    plan: dict[str, Callable[[], dict[str, Any]]] = {
+        "ingest": lambda: bench_ingest(settings),
+        "search": lambda: bench_search(settings, 20 if quick else 100),
+        "scale": lambda: {str(n): bench_scale(n, queries=20 if quick else 100)
+                          for n in (scale or ([2000] if quick else [100_000]))},
+        "generate": lambda: bench_generate(settings, 8 if quick else 64),
+        "answer": lambda: bench_answers(settings, 2 if quick else None),
+        "app": lambda: bench_app(settings),
+    }
+    results: dict[str, Any] = {"quick": quick}
+    for name, fn in plan.items():
+        if only and name not in only:
+            continue
+        echo(f"... {name}")
+        results[name] = fn()
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    """A Markdown table: section | figure | value."""
+    rows = ["| section | figure | value |", "| --- | --- | --- |"]
+
+    def fmt(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    for section, figures in results.items():
+        if not isinstance(figures, dict):
+            continue
+        for key, value in figures.items():
+            if isinstance(value, dict):
+                for k2, v2 in value.items():
+                    rows.append(f"| {section} {key} | {k2} | {fmt(v2)} |")
+            else:
+                rows.append(f"| {section} | {key} | {fmt(value)} |")
+    return "\n".join(rows)

@@ -1,0 +1,299 @@
+"""Faithfulness evaluation: every question of ``eval/questions.jsonl`` through the real pipeline.
+
+``run_eval`` answers each question with citewise and/or the stock llama-index baseline (one
+``Pipeline``, so the model loads once), judges every answer sentence against the abstracts it
+cites, and writes to ``out_dir``: ``predictions.jsonl``, ``metrics.json``, ``report.md``,
+``per_type.png`` and ``latency.png``. Metric definitions live in ``rag.metrics``.
+``retrieval_eval`` scores retrieval alone (no model) for the dense, BM25 and hybrid modes.
+
+>>> metrics = run_eval(Settings(), "eval/questions.jsonl", "eval/reports/latest", limit=3)  # doctest: +SKIP
+>>> print(compare_runs("eval/reports/latest/citewise", "eval/reports/latest/baseline"))    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from . import metrics as M
+from .citations import parse_citations, support_score
+from .config import Settings
+from .errors import ConfigError, ModelError, QuestionError
+from .eval_questions import Question, load_questions
+from .prompts import judge_messages
+
+SYSTEMS = ("citewise", "baseline")
+PLOTTED = ("accuracy", "faithfulness", "citation_recall", "retrieval_recall_at_k")
+TYPE_COLUMNS = ("retrieval_recall_at_k", "citation_precision", "citation_recall", "faithfulness",
+                "keyword_all", "refusal_recall", "accuracy")
+
+
+# --- judges ----------------------------------------------------------------------------------
+def make_judge(kind: str, pipeline: Any) -> M.Judge:
+    """``generator``: the local model's P(yes); ``none``: the lexical ``support_score``;
+    anything else: a Hugging Face NLI model id or folder (entailment probability)."""
+    if kind == "generator":
+        return lambda claim, evidence: pipeline.generator.yes_probability(judge_messages(claim, evidence))
+    if kind == "none":
+        return lambda claim, evidence: support_score(claim, evidence).score
+    try:
+        from transformers import pipeline as hf_pipeline
+
+        classify = hf_pipeline("text-classification", model=kind, top_k=None)
+    except Exception as exc:  # noqa: BLE001 - any load failure is the same user problem
+        raise ModelError(f"Cannot load the NLI judge {kind!r} ({type(exc).__name__}: {exc}). Use "
+                         "--judge generator or --judge none, or a model available offline.") from None
+
+    def nli(claim: str, evidence: str) -> float:
+        scores = classify({"text": evidence, "text_pair": claim}, truncation=True)
+        scores = scores[0] if scores and isinstance(scores[0], list) else scores
+        for s in scores:
+            if "entail" in s["label"].lower():
+                return float(s["score"])
+        raise ModelError(f"The NLI judge {kind!r} has no 'entailment' label ({[s['label'] for s in scores]}).")
+
+    return nli
+
+
+# --- answering -------------------------------------------------------------------------------
+def citewise_answer(pipeline: Any, question: str) -> dict[str, Any]:
+    """citewise's answer in the evaluation's shape (sources numbered as cited)."""
+    t0 = time.perf_counter()
+    a = pipeline.ask(question)
+    return {"answer": a.text, "raw_answer": a.raw_text, "refused": a.refused,
+            "refusal_reason": a.refusal_reason, "seconds": time.perf_counter() - t0,
+            "sources": [{"title": s.title, "abstract": s.abstract} for s in a.sources]}
+
+
+def predict(q: Question, run: dict[str, Any], judge: M.Judge | None) -> dict[str, Any]:
+    """One ``predictions.jsonl`` record: the answer, its citations and per-sentence verdicts.
+
+    ``[n]`` cites ``run["sources"][n - 1]``; a number with no source becomes the title
+    ``"[n] (no such source)"``, which counts as a fabricated citation."""
+    sources, cited, sentences = run["sources"], [], []
+    titles = [s["title"] for s in sources]
+    for text, nums in ([] if run["refused"] else parse_citations(run["answer"])):
+        cited += [titles[n - 1] if 1 <= n <= len(sources) else f"[{n}] (no such source)" for n in nums]
+        used = {titles[n - 1]: sources[n - 1]["abstract"] for n in nums if 1 <= n <= len(sources)}
+        evidence = "\n\n".join(f"{t}. {abstract}" for t, abstract in used.items())
+        sentences.append({"text": text, "citations": nums, **M.judge_sentence(text, evidence, judge)})
+    record = {"id": q.id, "type": q.type, "question": q.question, "answer": run["answer"],
+              "refused": run["refused"], "cited_titles": list(dict.fromkeys(cited)),
+              "retrieved_titles": list(dict.fromkeys(titles)), "seconds": round(run["seconds"], 3),
+              "sentences": sentences, "gold_titles": q.gold_titles, "keywords": q.keywords}
+    record.update({k: run[k] for k in ("raw_answer", "refusal_reason", "error") if run.get(k)})
+    return record
+
+
+def answer_all(pipeline: Any, questions: list[Question], system: str, judge: M.Judge | None,
+               progress: bool = True) -> list[dict[str, Any]]:
+    """Every question through ``system``, with a progress bar."""
+    from tqdm import tqdm
+
+    if system == "baseline":
+        from .baseline import baseline_system
+
+        ask = baseline_system(pipeline)
+    else:
+        ask = partial(citewise_answer, pipeline)
+    items = []
+    for q in tqdm(questions, desc=system, unit="question", disable=not progress):
+        try:
+            run = ask(q.question)
+        except QuestionError as exc:
+            run = {"answer": "", "refused": True, "seconds": 0.0, "sources": [], "error": str(exc)}
+        items.append(predict(q, run, judge))
+    return items
+
+
+# --- files -----------------------------------------------------------------------------------
+def write_run(out_dir: Path, items: list[dict], info: dict[str, Any], k: int) -> dict[str, Any]:
+    """Write predictions.jsonl, metrics.json, the plots and report.md of one run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(i, ensure_ascii=False) + "\n" for i in items)
+    data = {**M.summarize(items, k), "per_type": M.per_type(items, k), "run": info}
+    (out_dir / "metrics.json").write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_report(out_dir, [(info["system"], data, items)])
+    return data
+
+
+def load_run(run_dir: str | Path) -> tuple[str, dict[str, Any], list[dict]]:
+    """(system name, metrics.json, predictions) of a finished run folder."""
+    run_dir = Path(run_dir)
+    try:
+        data = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        lines = (run_dir / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{run_dir} is not a finished evaluation run ({exc}); run `python -m rag eval` first.") from None
+    return data.get("run", {}).get("system", run_dir.name), data, [json.loads(x) for x in lines if x.strip()]
+
+
+def plot(out_dir: Path, runs: list[tuple[str, dict, list[dict]]]) -> None:
+    """per_type.png (grouped bars per question type) and latency.png (histogram)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    types = list(dict.fromkeys(t for _, data, _ in runs for t in data["per_type"]))
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4 * len(PLOTTED), 3.6), sharey=True)
+    width = 0.8 / len(runs)
+    for ax, key in zip(axes, PLOTTED):
+        for r, (name, data, _) in enumerate(runs):
+            vals = [data["per_type"].get(t, {}).get(key) or 0.0 for t in types]
+            ax.bar([x + r * width for x in range(len(types))], vals, width, label=name)
+        ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(types))], types, rotation=20)
+        ax.set(title=M.DEFINITIONS[key][0], ylim=(0, 1.05))
+    axes[0].legend(fontsize=8)
+    figures = [(fig, "per_type.png"), (plt.figure(figsize=(6, 3.6)), "latency.png")]
+    ax = figures[1][0].gca()
+    top = max((i["seconds"] for _, _, items in runs for i in items), default=0.0) or 1.0
+    for name, _, items in runs:
+        ax.hist([i["seconds"] for i in items], bins=20, range=(0, top), alpha=0.6, label=name)
+    ax.set(xlabel="seconds per question", ylabel="questions")
+    ax.legend()
+    for figure, name in figures:
+        figure.tight_layout()
+        figure.savefig(out_dir / name, dpi=110)
+        plt.close(figure)
+
+
+def _delta(key: str, a: Any, b: Any) -> str:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return "n/a"
+    return f"{a - b:+.2f} s" if key.startswith("latency") else f"{a - b:+.3f}"
+
+
+def _example(item: dict, others: list[tuple[str, dict]]) -> list[str]:
+    status = "refused" if item["refused"] else "answered"
+    lines = [f"### {item['id']} ({item['type']}, {status}, {item['seconds']:.1f} s)", "",
+             f"**Question:** {item['question']}", "", f"**Answer:** {item['answer'] or '(empty)'}", ""]
+    lines += [f"Cited: {'; '.join(item['cited_titles']) or 'nothing'}", "",
+              f"Gold: {'; '.join(item['gold_titles']) or 'none (not in the corpus)'}", ""]
+    for s in item["sentences"]:
+        p = "-" if s["p"] is None else f"{s['p']:.2f}"
+        why = f" ({'; '.join(s['hard_failures'])})" if s["hard_failures"] else ""
+        lines.append(f"- {'supported' if s['supported'] else 'UNSUPPORTED'}, judge {p}{why}: {s['text']}")
+    for name, other in others:
+        lines += ["", f"**{name}:** {'(refused) ' if other['refused'] else ''}{other['answer'] or '(empty)'}"]
+    return lines + [""]
+
+
+def pick_examples(items: list[dict], n_answered: int = 3, n_refused: int = 2) -> list[dict]:
+    """A few answers of different types, then refusals (unanswerable ones first)."""
+    answered, types = [], set()
+    for i in items:
+        if not i["refused"] and i["type"] not in types and len(answered) < n_answered:
+            answered.append(i)
+            types.add(i["type"])
+    refused = sorted((i for i in items if i["refused"]), key=lambda i: i["type"] != M.UNANSWERABLE)
+    return answered + refused[:n_refused]
+
+
+def write_report(out_dir: Path, runs: list[tuple[str, dict, list[dict]]]) -> None:
+    """report.md (and its plots): one run, or two side by side with their differences."""
+    plot(out_dir, runs)
+    names, info = [name for name, _, _ in runs], runs[0][1]["run"]
+    retrieval = ", ".join(f"{d['run'].get('retrieval_mode')} ({n})" for n, d, _ in runs)
+    lines = [f"# Evaluation: {' vs '.join(names)}", "",
+             f"{runs[0][1]['n_items']} questions from `{info.get('questions')}`; model {info.get('model')} "
+             f"on {info.get('device')}; judge: {info.get('judge')}; top_k={info.get('top_k')}; "
+             f"retrieval: {retrieval}; {info.get('created')}.", "", "## Metrics", ""]
+    head = "| Metric | " + " | ".join(names) + (f" | Δ ({names[0]} − {names[1]})" if len(runs) == 2 else "")
+    lines += [head + " | Definition |", "|" + "---|" * (len(runs) + 2 + (len(runs) == 2))]
+    for key, (label, definition) in M.DEFINITIONS.items():
+        vals = [data.get(key) for _, data, _ in runs]
+        cells = [M.format_value(key, v) for v in vals] + ([_delta(key, *vals)] if len(runs) == 2 else [])
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {definition} |")
+    counts = ", ".join(f"{k}={runs[0][1].get(k)}" for k in M.COUNTS)
+    lines += ["", f"Counts ({names[0]}): {counts}.", "", "## By question type", ""]
+    for name, data, _ in runs:
+        lines += [f"**{name}**", "", "| Type | n | " + " | ".join(M.DEFINITIONS[k][0] for k in TYPE_COLUMNS) + " |",
+                  "|" + "---|" * (len(TYPE_COLUMNS) + 2)]
+        lines += [f"| {t} | {m['n_items']} | " + " | ".join(M.format_value(k, m.get(k)) for k in TYPE_COLUMNS)
+                  + " |" for t, m in data["per_type"].items()] + [""]
+    lines += ["![Scores by question type](per_type.png)", "", "![Latency](latency.png)", "",
+              "## Example answers", ""]
+    by_id = [{i["id"]: i for i in items} for _, _, items in runs[1:]]
+    for item in pick_examples(runs[0][2]):
+        others = [(name, ids[item["id"]]) for (name, _, _), ids in zip(runs[1:], by_id) if item["id"] in ids]
+        lines += _example(item, others)
+    (out_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def compare_runs(dir_a: str | Path, dir_b: str | Path) -> str:
+    """A Markdown table of every metric of two finished runs and their difference (A − B)."""
+    (name_a, a, _), (name_b, b, _) = load_run(dir_a), load_run(dir_b)
+    lines = [f"| Metric | A: {name_a} | B: {name_b} | A − B |", "|---|---|---|---|"]
+    for key, (label, _) in M.DEFINITIONS.items():
+        lines.append(f"| {label} | {M.format_value(key, a.get(key))} | {M.format_value(key, b.get(key))} "
+                     f"| {_delta(key, a.get(key), b.get(key))} |")
+    return "\n".join(lines)
+
+
+# --- entry points ------------------------------------------------------------------------------
+def run_eval(settings: Settings, questions_path: str | Path, out_dir: str | Path, limit: int | None = None,
+             system: str = "citewise", judge: str = "generator", progress: bool = True,
+             baseline_dir: str | Path | None = None, pipeline: Any = None) -> dict[str, Any]:
+    """Evaluate ``system`` (citewise, baseline or both) and write the run folder(s).
+
+    Returns the metrics of the run; for ``both``, ``{"citewise": ..., "baseline": ...}`` with
+    the runs in ``out_dir/citewise`` and ``out_dir/baseline`` and a combined ``report.md``.
+    """
+    if system not in (*SYSTEMS, "both"):
+        raise ConfigError(f"Unknown system {system!r}; use citewise, baseline or both.")
+    from .pipeline import Pipeline
+
+    questions, pipeline = load_questions(questions_path)[: limit or None], pipeline or Pipeline(settings)
+    settings, out_dir = pipeline.settings, Path(out_dir)
+    judge_fn = make_judge(judge, pipeline)
+    pipeline.warm_up()  # one pipeline, loaded once before the clock runs, serves every system
+    results, runs = {}, []
+    for name in SYSTEMS if system == "both" else (system,):
+        items = answer_all(pipeline, questions, name, judge_fn, progress)
+        gen = pipeline.generator
+        info = {"system": name, "model": gen.name, "device": gen.device, "judge": judge,
+                "questions": str(questions_path), "top_k": settings.top_k,
+                "retrieval_mode": settings.retrieval_mode if name == "citewise" else "dense (llama-index)",
+                "max_new_tokens": settings.max_new_tokens, "min_support": settings.min_support,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        run_dir = out_dir / name if system == "both" else out_dir
+        results[name] = write_run(run_dir, items, info, settings.top_k)
+        runs.append((name, results[name], items))
+    if system == "both" or baseline_dir:
+        write_report(out_dir, runs + ([load_run(baseline_dir)] if baseline_dir else []))
+    return results if system == "both" else results[system]
+
+
+def retrieval_eval(settings: Settings, questions_path: str | Path, k: int = 5, pipeline: Any = None,
+                   modes: tuple[str, ...] = ("dense", "bm25", "hybrid")) -> dict[str, Any]:
+    """Recall@k and MRR@k of the gold papers, per retrieval mode, over the answerable questions."""
+    from .pipeline import Pipeline
+
+    pipeline = pipeline or Pipeline(settings)
+    questions = [q for q in load_questions(questions_path) if q.answerable and q.gold_titles]
+    out: dict[str, Any] = {"k": k, "n": len(questions), "modes": {}}
+    for mode in modes:
+        recalls, rrs, misses = [], [], []
+        for q in questions:
+            titles = [s.title for s in pipeline.search(q.question, k=k, mode=mode)]
+            recalls.append(M.recall_at_k(titles, q.gold_titles, k))
+            rrs.append(M.reciprocal_rank(titles, q.gold_titles))
+            misses += [q.id] if recalls[-1] < 1.0 else []
+        out["modes"][mode] = {"recall_at_k": round(M.mean(recalls) or 0.0, 4),
+                              "mrr": round(M.mean(rrs) or 0.0, 4), "missed": misses}
+    return out
+
+
+def format_retrieval(result: dict[str, Any]) -> str:
+    """The retrieval evaluation as a Markdown table."""
+    k = result["k"]
+    lines = [f"Retrieval over {result['n']} answerable questions (k={k})", "",
+             f"| Mode | Recall@{k} | MRR@{k} | Questions missing a gold paper |", "|---|---|---|---|"]
+    for mode, m in result["modes"].items():
+        lines.append(f"| {mode} | {m['recall_at_k']:.3f} | {m['mrr']:.3f} | {', '.join(m['missed']) or '-'} |")
+    return "\n".join(lines)

