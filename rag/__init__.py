@@ -9,14 +9,15 @@ import os as _os
 
 # Offline by default: nothing may reach the Hugging Face hub, Chroma or Gradio telemetry
 # unless the user explicitly sets these variables otherwise.
-for _key, _value in {
+OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "GRADIO_ANALYTICS_ENABLED": "False",
     "ANONYMIZED_TELEMETRY": "False",
     "TOKENIZERS_PARALLELISM": "false",
-}.items():
+}
+for _key, _value in OFFLINE_ENV.items():
     _os.environ.setdefault(_key, _value)
 
 from .config import Settings  # noqa: E402

@@ -1,14 +1,23 @@
 """Test doubles with meaningful behaviour (no constant outputs).
 
 ``ScriptedGenerator`` replies with a given text, streamed word by word, and records every
-prompt it saw. ``ExtractiveGenerator`` answers like a careful model would: it copies the
+prompt it saw. ``fake_embed`` is a bag-of-stems embedder whose vectors still rank sensibly, and
+``seed_abstract`` finds a real seed abstract by a phrase in it.
+``ExtractiveGenerator`` answers like a careful model would: it copies the
 first evidence sentence tagged [1] in the prompt and cites it.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterator
+from functools import cache
+
+import numpy as np
+
+from rag.config import SEEDS_DIR
+from rag.sentences import content_terms
 
 
 class ScriptedGenerator:
@@ -45,3 +54,26 @@ class ExtractiveGenerator(ScriptedGenerator):
         first = line.group(1).strip().rstrip(".")
         for piece in re.findall(r"\S+\s*", f"{first} [1]."):
             yield piece
+
+
+@cache
+def _abstract_lines() -> tuple[str, ...]:
+    """Every long line of the seed listings (the abstracts), verbatim."""
+    return tuple(line.strip() for path in sorted(SEEDS_DIR.glob("*.txt"))
+                 for line in path.read_text(encoding="utf-8").splitlines() if len(line) > 300)
+
+
+def seed_abstract(phrase: str) -> str:
+    """The real seed abstract that contains ``phrase``."""
+    return next(line for line in _abstract_lines() if phrase in line)
+
+
+def fake_embed(texts: list[str]) -> list[np.ndarray]:
+    """A deterministic bag-of-stems embedder (unit vectors), standing in for MiniLM."""
+    out = []
+    for text in texts:
+        v = np.zeros(64)
+        for term in content_terms(text):
+            v[zlib.crc32(term.encode()) % 64] += 1.0
+        out.append(v / (np.linalg.norm(v) or 1.0))
+    return out

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import re
-import zlib
-from functools import cache
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,32 +17,10 @@ from rag.citations import (
     support_score,
     verify_answer,
 )
-from rag.config import SEEDS_DIR
-from rag.sentences import content_terms, split_sentences
+from rag.sentences import split_sentences
 from rag.types import Source
 
-
-@cache
-def _abstract_lines() -> tuple[str, ...]:
-    """Every long line of the seed listings (the abstracts), verbatim."""
-    return tuple(line.strip() for path in sorted(SEEDS_DIR.glob("*.txt"))
-                 for line in path.read_text(encoding="utf-8").splitlines() if len(line) > 300)
-
-
-def seed_abstract(phrase: str) -> str:
-    """The real seed abstract that contains ``phrase``."""
-    return next(line for line in _abstract_lines() if phrase in line)
-
-
-def fake_embed(texts: list[str]) -> list[np.ndarray]:
-    """A deterministic bag-of-stems embedder (unit vectors), standing in for MiniLM."""
-    out = []
-    for text in texts:
-        v = np.zeros(64)
-        for term in content_terms(text):
-            v[zlib.crc32(term.encode()) % 64] += 1.0
-        out.append(v / (np.linalg.norm(v) or 1.0))
-    return out
+from fakes import fake_embed, seed_abstract
 
 
 # [1] LR+GD, [2] camera traps (93.8%), [3] SpikeLLM (11.01%), [4] LoRA patch (78.01%),

@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import re
-import zlib
-from functools import cache
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.config import SEEDS_DIR
 from rag.evidence import bm25_scores, cached_embed, select_evidence
 from rag.sentences import content_terms, named_terms, numbers_in, split_sentences
 
-
-@cache
-def _abstract_lines() -> tuple[str, ...]:
-    """Every long line of the seed listings (the abstracts), verbatim."""
-    return tuple(line.strip() for path in sorted(SEEDS_DIR.glob("*.txt"))
-                 for line in path.read_text(encoding="utf-8").splitlines() if len(line) > 300)
-
-
-def seed_abstract(phrase: str) -> str:
-    """The real seed abstract that contains ``phrase``."""
-    return next(line for line in _abstract_lines() if phrase in line)
-
-
-def fake_embed(texts: list[str]) -> list[np.ndarray]:
-    """A deterministic bag-of-stems embedder (unit vectors), standing in for MiniLM."""
-    out = []
-    for text in texts:
-        v = np.zeros(64)
-        for term in content_terms(text):
-            v[zlib.crc32(term.encode()) % 64] += 1.0
-        out.append(v / (np.linalg.norm(v) or 1.0))
-    return out
+from fakes import fake_embed, seed_abstract
 
 
 @pytest.mark.parametrize(
