@@ -22,10 +22,13 @@ from typing import Any
 
 from .citations import hard_failures
 from .corpus import normalize_title
+from .sentences import content_terms, split_sentences
 
 Judge = Callable[[str, str], float]
 UNANSWERABLE = "unanswerable"
 THRESHOLD = 0.5  # a judge probability at or above this counts as "supported"
+VERBATIM = 0.9  # a claim holding this share of one evidence sentence's terms restates it
+JUDGE_WINDOW = 3  # evidence sentences the judge reads (a small judge loses its way in more)
 
 #: Every aggregate metric: key -> (label, definition). Reports list them in this order.
 DEFINITIONS: dict[str, tuple[str, str]] = {
@@ -35,7 +38,7 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
     "citation_recall": ("Citation recall", "Mean over answered answerable items of (gold papers cited) / (gold papers) (an uncited answer scores 0)."),
     "cited_answer_rate": ("Answers with citations", "Share of answered items that cite at least one paper."),
     "fabricated_citations": ("Fabricated citations", "Number of citations, over all answered items, to a paper that was not retrieved for that question (a number with no source counts). Must be 0."),
-    "faithfulness": ("Faithfulness", "Share of answer sentences (all answered items) supported by their cited abstracts: the sentence cites a retrieved paper, every number and name in it occurs in the cited abstracts, and the judge gives p >= 0.5 that the abstracts state it. Uncited sentences are unsupported."),
+    "faithfulness": ("Faithfulness", "Share of answer sentences (all answered items) supported by their cited abstracts: the sentence cites a retrieved paper, every number and name in it occurs in the cited abstracts, and either it restates one abstract sentence (at least 90% of its content terms are in that sentence) or the judge, reading the 3 abstract sentences closest to it, gives p >= 0.5 that they state it. Uncited sentences are unsupported."),
     "faithful_answer_rate": ("Fully faithful answers", "Share of answered items whose every sentence is supported (as in Faithfulness)."),
     "keyword_partial": ("Keyword accuracy (partial)", "Mean over answerable items of the share of expected keywords found in the answer (case-insensitive); a refusal scores 0."),
     "keyword_all": ("Keyword accuracy (all)", "Share of answerable items whose answer contains every expected keyword; a refusal scores 0."),
@@ -119,17 +122,31 @@ def judge_sentence(claim: str, evidence: str, judge: Judge | None, threshold: fl
     """ALCE-style verdict on one answer sentence against its cited abstracts (joined).
 
     Supported when ``evidence`` is not empty, the hard checks pass (every number and name of
-    the claim occurs in the evidence) and ``judge(claim, evidence) >= threshold``. The judge
-    is not asked when the hard checks already fail.
+    the claim occurs in the evidence), and the claim either restates one evidence sentence
+    (``VERBATIM`` of its content terms are in that sentence: entailed by construction) or
+    ``judge(claim, window) >= threshold``, where ``window`` is the ``JUDGE_WINDOW`` evidence
+    sentences sharing most terms with the claim. The judge is not asked when the hard checks
+    already fail.
 
     >>> judge_sentence("It gets 90.5 BLEU.", "It gets 80.5 BLEU.", lambda c, e: 1.0)["supported"]
     False
+    >>> judge_sentence("Our model reaches 28.4 BLEU on WMT.", "Our model reaches 28.4 BLEU on WMT. It is fast.", None)["p"]
+    1.0
     """
     if not evidence.strip():
         return {"hard_failures": ["cites no retrieved source"], "p": None, "supported": False}
     failures = hard_failures(claim, evidence)
-    p = None if failures or judge is None else min(max(float(judge(claim, evidence)), 0.0), 1.0)
-    return {"hard_failures": failures, "p": p, "supported": not failures and p is not None and p >= threshold}
+    if failures:
+        return {"hard_failures": failures, "p": None, "supported": False}
+    terms = set(content_terms(claim))
+    ranked = sorted(split_sentences(evidence), key=lambda s: -len(terms & set(content_terms(s))))
+    if len(terms) >= 3 and ranked and len(terms & set(content_terms(ranked[0]))) >= VERBATIM * len(terms):
+        return {"hard_failures": [], "p": 1.0, "restates": ranked[0], "supported": True}
+    if judge is None:
+        return {"hard_failures": [], "p": None, "supported": False}
+    window = " ".join(ranked[:JUDGE_WINDOW]) or evidence
+    p = min(max(float(judge(claim, window)), 0.0), 1.0)
+    return {"hard_failures": [], "p": p, "supported": p >= threshold}
 
 
 def is_answerable(item: dict) -> bool:

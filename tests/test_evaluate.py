@@ -25,8 +25,9 @@ RUN_FILES = ("predictions.jsonl", "metrics.json", "report.md", "per_type.png", "
 
 
 class ReadingGenerator:
-    """Answers like a careful reader: copies the first sentence of source 1 of the prompt
-    (citewise's ``[1] title`` blocks or llama-index's ``Source 1:``) and cites ``[1]``."""
+    """Answers like a careful reader: restates the first sentence of source 1 of the prompt
+    (citewise's ``[1] sentence`` lines or llama-index's ``Source 1:``) in its own framing, so
+    the judge is asked, and cites ``[1]``."""
 
     name = "reading"
     device = "cpu"
@@ -39,12 +40,12 @@ class ReadingGenerator:
     def stream(self, messages: list[dict], max_new_tokens: int) -> Iterator[str]:
         self.prompts.append(messages)
         user = messages[-1]["content"]
-        blocks = re.findall(r"(?:\[1\] [^\n]*|Source 1:)\n([^\n]+)", user)
+        blocks = re.findall(r"^\[1\] (.+)$", user, re.M) or re.findall(r"Source 1:\n([^\n]+)", user)
         if not blocks:  # the last one: llama-index's prompt starts with a worked example
             yield "NOT FOUND"
             return
         first = re.split(r"(?<=[.!?])\s+", blocks[-1].strip())[0].rstrip(".")
-        yield from re.findall(r"\S+\s*", f"{first} [1].")
+        yield from re.findall(r"\S+\s*", f"Reportedly, the authors explain that {first} [1].")
 
     def count_tokens(self, messages: list[dict]) -> int:
         return sum(len(m["content"].split()) for m in messages)
@@ -150,9 +151,9 @@ def test_local_llm_wraps_the_generator():
     llm = local_llm(gen, num_output=64)
     assert llm.metadata.context_window == 32768 and llm.metadata.num_output == 64
     prompt = "Source 1:\nPtr-Nets point at input positions. They solve convex hulls.\nQuery: What?\nAnswer: "
-    assert llm.complete(prompt).text == "Ptr-Nets point at input positions [1]."
+    assert llm.complete(prompt).text == "Reportedly, the authors explain that Ptr-Nets point at input positions [1]."
     pieces = list(llm.stream_complete(prompt))
-    assert pieces[-1].text == "Ptr-Nets point at input positions [1]." and len(pieces) > 2
+    assert pieces[-1].text == "Reportedly, the authors explain that Ptr-Nets point at input positions [1]." and len(pieces) > 2
     assert gen.prompts[0] == [{"role": "user", "content": prompt}]
 
 
