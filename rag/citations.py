@@ -172,8 +172,8 @@ def _lexical(terms: set[str], sents: list[str]) -> tuple[float, list[int]]:
     best, pick = len(terms & sets[singles[0]]) / denom, [singles[0]]
     for i, j in combinations(sorted(singles[:12]), 2):
         if (cov := PAIR_DISCOUNT * len(terms & (sets[i] | sets[j])) / denom) > best + 1e-9:
-            best, pick = cov, [i, j]
-    return best, pick
+            best, pick = cov, sorted((i, j), key=lambda x: (-len(terms & sets[x]), x))
+    return best, pick  # best-covering sentence first
 
 
 def support_score(sentence: str, source_text: str, embed: Embed | None = None,
@@ -289,11 +289,10 @@ def verify_answer(text: str, sources: list[Source], min_support: float,
 
 
 def _citations(sentences: list[AnswerSentence], sources: list[Source]) -> list[Citation]:
-    """One ``Citation`` per kept number, in order of first use, evidence in abstract order."""
+    """One ``Citation`` per kept number, in order of first use, best evidence first."""
     evidence: dict[int, dict[str, None]] = {}
     for s in sentences:
         for n in s.citations:
             evidence.setdefault(n, {}).update(dict.fromkeys(s.evidence.get(n, [])))
-    return [Citation(n, (src := sources[n - 1]).paper_id, src.title,
-                     sorted(ev, key=lambda e: ((src.abstract or src.text).find(e), e)))
+    return [Citation(n, (src := sources[n - 1]).paper_id, src.title, list(ev))
             for n, ev in evidence.items()]

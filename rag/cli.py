@@ -246,6 +246,22 @@ def bench(
     typer.echo(json.dumps(results))
 
 
+@app.command("serve-model")
+@guarded
+def serve_model(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8080,
+    model: Annotated[Optional[str], typer.Option("--model", help="Generator model (bundled name, HF id, folder or .gguf).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.")] = None,
+) -> None:
+    """Serve the local model over an OpenAI-compatible API that several app instances share
+    (point them at it with RAG_OPENAI_URL=http://HOST:PORT/v1)."""
+    from .model_server import serve
+
+    serve(settings_from(model=model, device=device), host=host, port=port,
+          echo=lambda m: typer.echo(m, err=True))
+
+
 def format_answer(answer) -> str:  # noqa: ANN001
     """The verified answer and its references, as plain text."""
     lines = [answer.text, ""]
@@ -259,7 +275,8 @@ def format_answer(answer) -> str:  # noqa: ANN001
     t = answer.timings
     if t:
         lines.append("")
-        lines.append(f"({t.get('total', 0):.1f} s, {answer.model} on {answer.device})")
+        used = f", {answer.model} on {answer.device}" if answer.model else ""
+        lines.append(f"({t.get('total', 0):.1f} s{used})")
     return "\n".join(lines).strip()
 
 
