@@ -142,6 +142,8 @@ def bench_generate(settings: Settings, new_tokens: int = 64) -> dict[str, Any]:
 
     pipeline = Pipeline(settings)
     gen = pipeline.generator
+    if not hasattr(gen, "bare_generate"):
+        return {"skipped": f"{gen.name} is remote: no bare generate to compare with"}
     gen.load()
     q = _questions()[0]["question"]
     messages = pipeline.messages_for(q, pipeline.search(q))

@@ -54,6 +54,23 @@ class Settings(BaseSettings):
         description="URL of a Chroma server (http://host:port); when set, the index lives "
         "there instead of in index_dir.",
     )
+    openai_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible API (http://host:port/v1: vLLM, TGI, "
+        "llama.cpp server, Ollama, or `python -m rag serve-model`); when set, answers are "
+        "generated there instead of by a model loaded in this process.",
+    )
+    openai_model: str = Field(
+        default="default",
+        description="Model name sent to the openai_url server (vLLM and Ollama want the "
+        "served model's name; `rag serve-model` accepts any).",
+    )
+    openai_api_key: str | None = Field(
+        default=None,
+        repr=False,  # kept out of logs and tracebacks
+        description="Bearer token for the openai_url server, if it needs one (set it in the "
+        "environment: RAG_OPENAI_API_KEY).",
+    )
     embed_model: str = Field(
         default=DEFAULT_EMBEDDER,
         description="Sentence embedder: the bundled MiniLM, a local folder or a Hugging "

@@ -297,3 +297,12 @@ class TransformersGenerator:
         p_yes, p_no = float(probs[list(yes)].sum()), float(probs[list(no)].sum())
         return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
 
+
+def make_generator(settings: Settings) -> Generator:
+    """The generator the settings ask for: a remote OpenAI-compatible server when
+    ``openai_url`` is set (``RAG_OPENAI_URL``), else the local transformers model."""
+    if settings.openai_url:
+        from .openai_backend import OpenAIGenerator
+
+        return OpenAIGenerator(settings)
+    return TransformersGenerator(settings)

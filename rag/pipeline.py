@@ -68,9 +68,9 @@ class Pipeline:
     def generator(self):  # noqa: ANN201
         with self._lock:
             if self._generator is None:
-                from .generation import TransformersGenerator
+                from .generation import make_generator
 
-                self._generator = TransformersGenerator(self.settings)
+                self._generator = make_generator(self.settings)
             return self._generator
 
     def warm_up(self) -> None:
