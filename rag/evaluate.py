@@ -24,6 +24,7 @@ from .config import Settings
 from .errors import ConfigError, ModelError, QuestionError
 from .eval_questions import Question, load_questions
 from .prompts import judge_messages
+from .store import portable_path
 
 SYSTEMS = ("citewise", "baseline")
 PLOTTED = ("accuracy", "faithfulness", "citation_recall", "retrieval_recall_at_k")
@@ -257,7 +258,7 @@ def run_eval(settings: Settings, questions_path: str | Path, out_dir: str | Path
         items = answer_all(pipeline, questions, name, judge_fn, progress)
         gen = pipeline.generator
         info = {"system": name, "model": gen.name, "device": gen.device, "judge": judge,
-                "questions": str(questions_path), "top_k": settings.top_k,
+                "questions": portable_path(Path(questions_path)), "top_k": settings.top_k,
                 "retrieval_mode": settings.retrieval_mode if name == "citewise" else "dense (llama-index)",
                 "max_new_tokens": settings.max_new_tokens, "min_support": settings.min_support,
                 "created": time.strftime("%Y-%m-%d %H:%M:%S")}
