@@ -62,6 +62,11 @@ def guarded(fn):  # noqa: ANN001, ANN201
             return fn(*args, **kwargs)
         except RagError as exc:
             fail(str(exc))
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] != "chromadb":
+                raise
+            fail(f"the index is damaged ({type(exc).__name__}: {str(exc)[:200]}); rebuild it "
+                 "with `python -m rag ingest --rebuild`")
         except KeyboardInterrupt:
             fail("interrupted; the index keeps everything committed so far (re-run to finish)")
 

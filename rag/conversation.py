@@ -35,8 +35,8 @@ def clean_question(text: Any) -> str:
     """Strip control characters and extra spaces; reject empty or oversized questions."""
     if not isinstance(text, str):
         raise QuestionError("The question must be text.")
-    text = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
+    text = "".join(  # control, format, separator and lone-surrogate characters
+        " " if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") else ch for ch in text
     )
     text = " ".join(text.split())
     if not text:

@@ -237,6 +237,9 @@ def _paper_from_record(record: dict[Any, Any], where: str, source: str) -> Paper
         if name is None:
             raise CorpusError(f"{where}: no '{names[0]}' field; every paper needs a 'title' and "
                               "an 'abstract' (or 'summary'); add it or drop the record")
+        if not isinstance(rec[name], (str, int, float, type(None))):
+            raise CorpusError(f"{where}: the '{name}' is a {type(rec[name]).__name__}, not text; "
+                              "write it as a plain string")
         if not (value := _clean(str(rec[name] if rec[name] is not None else ""))):
             raise CorpusError(f"{where}: the '{name}' is empty; fill it in or drop the record")
         return value
@@ -298,6 +301,10 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[Any, Any]]]:
             except json.JSONDecodeError as e:
                 raise CorpusError(f"{path}, line {number}: not valid JSON ({e.msg}); write one "
                                   "JSON object per line") from None
+            except (ValueError, RecursionError) as e:  # 5,000-digit numbers, deep nesting
+                reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+                raise CorpusError(f"{path}, line {number}: not valid JSON here ({reason}); write "
+                                  "plain title/abstract records") from None
             if not isinstance(record, dict):
                 raise CorpusError(f"{path}, line {number}: expected one JSON object per line, "
                                   'like {"title": "...", "abstract": "..."}')
@@ -325,6 +332,8 @@ def _existing_file(path: str | Path) -> Path:
         raise CorpusError(f"{path} does not exist; check the path")
     if path.is_dir():
         raise CorpusError(f"{path} is a folder; pass it to load_corpus to read the files in it")
+    if not path.is_file():  # a FIFO, socket or device would block or never end
+        raise CorpusError(f"{path} is not a regular file; pass a .txt, .jsonl or .csv file")
     return path
 
 

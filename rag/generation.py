@@ -110,6 +110,24 @@ def _load_or_cpu(resolved: ResolvedModel, plan: DevicePlan, quantize: bool) -> t
         return _load_on(resolved, DevicePlan("cpu", "float32", quantize))
 
 
+def check_memory(resolved: ResolvedModel, headroom: float = 1.2) -> None:
+    """Refuse, with a clear message, a model whose weights do not fit in free memory
+    (rather than being OOM-killed mid-load without a word)."""
+    import psutil
+
+    folder = Path(resolved.path)
+    files = [folder / resolved.gguf_file] if resolved.gguf_file else [
+        *folder.glob("*.safetensors"), *folder.glob("*.bin")]
+    need = sum(f.stat().st_size for f in files if f.exists()) * headroom
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise ModelError(
+            f"Not enough memory for {resolved.name}: it needs about {need / 2**30:.1f} GiB, "
+            f"{available / 2**30:.1f} GiB is available. Close other programs, or choose a "
+            "smaller model (RAG_MODEL / --model)."
+        )
+
+
 def _load(settings: Settings) -> _Loaded:
     import torch
 
@@ -119,6 +137,8 @@ def _load(settings: Settings) -> _Loaded:
     plan = pick_device(settings.device, cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
                        mps=bool(mps and mps.is_available()), quantize=settings.quantize)
     resolved = resolve_model(settings.model, settings.model_cache_dir)
+    if plan.device == "cpu":
+        check_memory(resolved)
     for retry in (True, False):
         try:
             return _Loaded(*_load_or_cpu(resolved, plan, settings.quantize), resolved, threading.Lock())

@@ -144,6 +144,18 @@ def discard_converted(folder: Path, reason: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def remove_stale_conversions(parent: Path, sha: str) -> None:
+    """Delete temporary folders of conversions whose process is gone (killed midway)."""
+    for tmp in parent.glob(f".{sha[:12]}-*"):
+        try:
+            pid = int(tmp.name.split("-")[1])
+            os.kill(pid, 0)  # still converting: leave it
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
 def convert_gguf(gguf: Path, sha: str, cache_dir: Path) -> Path:
     """Load a GGUF once (slow: transformers dequantizes it) and save a transformers folder."""
     import torch
@@ -151,7 +163,8 @@ def convert_gguf(gguf: Path, sha: str, cache_dir: Path) -> Path:
 
     final = Path(cache_dir) / "converted" / sha
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=final.parent))
+    remove_stale_conversions(final.parent, sha)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-{os.getpid()}-", dir=final.parent))
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
