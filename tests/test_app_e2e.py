@@ -160,6 +160,7 @@ def ask_in_page(page, url: str, question: str | None = None) -> None:  # noqa: A
         box.fill(question)
     else:
         page.get_by_role("button", name="What test accuracy and frame rate").click()
+        page.wait_for_function("() => document.querySelector('#cw-question textarea').value")
     page.evaluate("""() => {  // note whether a streamed draft was ever shown
         window.__sawDraft = false;
         const chat = document.querySelector('#cw-chat');
