@@ -22,7 +22,7 @@ from .types import Answer, Source, Status, Token
 
 log = logging.getLogger(__name__)
 
-#: Short questions about the seed corpus that it answers (from eval/questions.jsonl).
+#: Questions the seed corpus answers (from eval/questions.jsonl), offered as examples.
 EXAMPLES = [
     'What test accuracy and frame rate did the embedded classifier that recognizes "sit", '
     '"stand" and "lie down" for an automatic pet-treat dispenser achieve?',
