@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         default=40, ge=0, le=512, description="Token overlap between neighbouring chunks."
     )
     embed_batch_size: int = Field(default=32, ge=1, le=1024, description="Embedding batch.")
+    onnx_queries: bool = Field(
+        default=True,
+        description="On CPU, embed questions with an ONNX Runtime export of the embedder "
+        "(same weights and vectors, about twice as fast); falls back to torch if the export fails.",
+    )
 
     # --- retrieval ----------------------------------------------------------------------
     top_k: int = Field(default=5, ge=1, le=50, description="Papers retrieved per question.")

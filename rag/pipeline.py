@@ -108,8 +108,7 @@ class Pipeline:
         question = clean_question(question)
         query = standalone_question(question, history)
         yield Status("searching", query)
-        embedding = self.retriever.embed_query(query)
-        sources = self.retriever.search(query, filters=filters, query_embedding=embedding)
+        sources = self.retriever.search(query, filters=filters)
         timings["retrieval"] = time.perf_counter() - t0
 
         def finish(answer: Answer) -> Answer:

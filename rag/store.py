@@ -247,6 +247,16 @@ class PaperIndex:
         )
         return {m["paper_id"]: m for m in got["metadatas"]}
 
+    def paper_chunks(self, paper_ids: list[str]) -> dict[str, tuple[str, dict]]:
+        """Every chunk of these papers: ``chunk id -> (text, metadata)`` (one read)."""
+        if not paper_ids:
+            return {}
+        got = self.collection.get(
+            where={"paper_id": {"$in": list(paper_ids)}}, include=["documents", "metadatas"]
+        )
+        return {cid: (text or "", meta or {})
+                for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])}
+
     # --- corpus sources registry (kept in the collection's own metadata) ---------------
     def sources(self) -> list[str]:
         raw = (self.collection.metadata or {}).get("corpus_sources")
