@@ -2,8 +2,9 @@
 
 Binds to 127.0.0.1 by default. Serving on another address (or with ``--share``) needs a
 login from ``CITEWISE_USER``/``CITEWISE_PASSWORD``, unless ``--no-auth`` says otherwise.
-A missing index is built from the seed corpus on first start; the models are loaded
-before the page is served, so the first question is as fast as the next ones.
+A missing index is built from the seed corpus on first start. The index and the embedder
+load before the page is served; the generator loads in the background meanwhile, and a
+question asked before it is ready waits for it. If it cannot load, the app says why and exits.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import ipaddress
 import os
 import sys
+import threading
 from pathlib import Path
 
 
@@ -71,6 +73,17 @@ def ensure_index(settings) -> None:  # noqa: ANN001
     print(f"Index ready: {report.summary()}", flush=True)
 
 
+def load_model(pipeline) -> None:  # noqa: ANN001
+    """Load the generator (run in a thread while the page is served); exit if it cannot."""
+    print("Loading the model in the background…", flush=True)
+    try:
+        pipeline.warm_up()
+    except Exception as exc:  # noqa: BLE001 - whatever stops the model, say it and stop
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        os._exit(1)  # an app that cannot answer is no use; the message says what to do
+    print(f"Model {pipeline.generator.name} ready on {pipeline.generator.device}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     auth = resolve_auth(args.host, args.share, args.no_auth)
@@ -80,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings().with_overrides(index_dir=args.index_dir, model=args.model, device=args.device)
         ensure_index(settings)
         pipeline = Pipeline(settings)
-        print("Loading the models…", flush=True)
-        pipeline.warm_up()
-        print(f"Model {pipeline.generator.name} on {pipeline.generator.device}", flush=True)
+        pipeline.warm_up(model=False)
+        threading.Thread(target=load_model, args=(pipeline,), name="model-loader", daemon=True).start()
         from rag.ui import build_app, launch_options
 
         demo = build_app(pipeline)

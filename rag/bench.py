@@ -177,10 +177,12 @@ def bench_answers(settings: Settings, limit: int | None) -> dict[str, Any]:
 
 
 def bench_app(settings: Settings, timeout: float = 300) -> dict[str, Any]:
-    """Seconds from ``python app.py`` to the first served page, and its peak memory."""
+    """Seconds from ``python app.py`` to the first served page and to the model being ready
+    (it loads in the background while the page is served), and the app's peak memory."""
     import socket
     import subprocess
     import sys
+    import threading
     import urllib.request
 
     import psutil
@@ -191,25 +193,37 @@ def bench_app(settings: Settings, timeout: float = 300) -> dict[str, Any]:
     t = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port),
                              "--index-dir", str(settings.index_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready: dict[str, float] = {}
+
+    def watch() -> None:
+        for line in proc.stdout:
+            if line.startswith("Model ") and " ready on " in line:
+                ready["model"] = time.perf_counter() - t
+
+    threading.Thread(target=watch, daemon=True).start()
     peak, served = 0.0, None
     try:
         while time.perf_counter() - t < timeout and proc.poll() is None:
             try:
-                peak = max(peak, sum(p.memory_info().rss for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]) / 2**20)
+                root = psutil.Process(proc.pid)
+                peak = max(peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20)
             except psutil.Error:
                 pass
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
-                    if r.status == 200:
-                        served = time.perf_counter() - t
-                        break
-            except OSError:
-                time.sleep(0.25)
+            if served is None:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                        if r.status == 200:
+                            served = time.perf_counter() - t
+                except OSError:
+                    pass
+            if served is not None and "model" in ready:
+                break
+            time.sleep(0.25)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return {"cold_start_s": served, "peak_rss_mb": peak}
+    return {"cold_start_s": served, "model_ready_s": ready.get("model"), "peak_rss_mb": peak}
 
 
 def run(settings: Settings, quick: bool = False, only: list[str] | None = None,

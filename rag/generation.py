@@ -211,6 +211,10 @@ class TransformersGenerator:
         return lm.resolved.name if lm else self.settings.model
 
     @property
+    def is_loaded(self) -> bool:
+        return self._key in self._cache
+
+    @property
     def device(self) -> str:
         """The device in use once loaded (e.g. "cpu (int8)"); before that, the request."""
         lm = self._cache.get(self._key)

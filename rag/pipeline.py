@@ -73,11 +73,12 @@ class Pipeline:
                 self._generator = make_generator(self.settings)
             return self._generator
 
-    def warm_up(self) -> None:
-        """Load the index, embedder and model now rather than on the first question."""
+    def warm_up(self, model: bool = True) -> None:
+        """Load the index, embedder and (unless ``model=False``) the generator now rather
+        than on the first question."""
         self.retriever.embed_query("warm up")
         self.retriever.bm25("warm up", 1, Filters())
-        load = getattr(self.generator, "load", None)
+        load = getattr(self.generator, "load", None) if model else None
         if load:
             load()
 
@@ -123,6 +124,8 @@ class Pipeline:
 
         messages = self.messages_for(query, sources)
         generator = self.generator
+        if not getattr(generator, "is_loaded", True):  # e.g. the app still loading it
+            yield Status("loading", generator.name)
         yield Status("generating", generator.name)
         t1 = time.perf_counter()
         pieces: list[str] = []
@@ -178,8 +181,8 @@ class Pipeline:
     def _embed(self):  # noqa: ANN202
         if not self.settings.semantic_support:
             return None
-        embedder = self.retriever.embedder
-        return lambda texts: embedder.get_text_embedding_batch(list(texts))
+        retriever = self.retriever
+        return lambda texts: retriever.embed_texts(list(texts))
 
     def _judge(self):  # noqa: ANN202
         if self.settings.judge != "generator":

@@ -1,72 +1,136 @@
-"""Fast single-question embeddings on CPU: the embedder's own weights run by ONNX Runtime.
+"""Fast embeddings of questions and answer sentences on CPU: the embedder's own weights,
+exported once to ONNX and run by ONNX Runtime.
 
 Embedding one short question with sentence-transformers on a 2-core CPU costs ~20 ms, most
-of it framework overhead on tiny matrices; the same graph exported once to ONNX runs in
-~10 ms and gives the same vector (max difference ~1e-7), so questions can be matched
-against chunks that were embedded with torch. The export is cached beside the converted
-models, keyed by the embedder's files, written atomically, and checked against torch on
-every load: a stale or damaged export is rebuilt, and any failure falls back to torch.
+of it framework overhead on tiny matrices, and importing sentence-transformers alone takes
+~7 s; the same graph under ONNX Runtime runs in ~10 ms, loads in well under a second, and
+gives the same vectors (max difference ~1e-7), so questions still match chunks that were
+embedded with torch. The export is made once per embedder (keyed by its files), written
+atomically with a reference vector beside it, and checked against that vector on every
+load: a stale or damaged export is rebuilt, and any failure falls back to torch.
 
->>> encode = load_query_encoder(settings, embedder)          # doctest: +SKIP
->>> len(encode("sparse attention for long documents"))      # doctest: +SKIP
+It applies to local sentence-transformers folders (the bundled MiniLM) with mean pooling
+and normalisation, on CPU. Ingest keeps embedding with torch (batched, length-sorted).
+
+>>> encoder = load_query_encoder(Settings())                 # doctest: +SKIP
+>>> len(encoder("sparse attention for long documents"))      # doctest: +SKIP
 384
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .config import Settings
-
-QueryEncoder = Callable[[str], list[float]]
+from .embedding import embedder_path, pick_embed_device
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _PROBE = "Sparse mixture-of-experts layers route each token to 2 of 64 experts."
 _TOLERANCE = 1e-4
+_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json")
 _LOCK = threading.Lock()
-_CACHE: dict[tuple[str, str], QueryEncoder | None] = {}
+_CACHE: dict[tuple[str, str], "OnnxEncoder | None"] = {}
 
 
-def load_query_encoder(settings: Settings, embedder: Any) -> QueryEncoder | None:
-    """An ONNX Runtime encoder matching ``embedder`` (a llama-index HuggingFaceEmbedding),
-    or ``None`` where it does not apply (GPU, setting off) or cannot be built."""
-    model = getattr(embedder, "_model", None)
-    if not settings.onnx_queries or model is None or str(model.device) != "cpu":
+class OnnxEncoder:
+    """``encoder(text)`` → one normalised vector; ``encoder.embed(texts)`` → several."""
+
+    def __init__(self, folder: Path, graph: Path, max_length: int, lower: bool):
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = min(os.cpu_count() or 1, 4)
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        self._wanted = {i.name for i in self._session.get_inputs()}
+        self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        self._max_length, self._lower = max_length, lower
+
+    def __call__(self, text: str) -> list[float]:
+        return self.embed([text])[0]
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        texts = [t.lower() for t in texts] if self._lower else list(texts)
+        batch = self._tokenizer(texts, return_tensors="np", padding=True, truncation=True,
+                                max_length=self._max_length)
+        feed = {n: batch[n].astype(np.int64) for n in _INPUTS if n in self._wanted and n in batch}
+        if "token_type_ids" in self._wanted and "token_type_ids" not in feed:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        hidden = self._session.run(None, feed)[0]
+        mask = batch["attention_mask"][..., None].astype(hidden.dtype)
+        vecs = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        return vecs.tolist()
+
+
+def load_query_encoder(settings: Settings, embedder: Any = None) -> OnnxEncoder | None:
+    """The ONNX encoder for ``settings.embed_model``, or ``None`` where it does not apply
+    (setting off, not on CPU, not a local mean-pooling model, or an injected ``embedder``
+    that is not the settings' own model)."""
+    if not settings.onnx_queries:
         return None
-    folder = Path(settings.model_cache_dir) / "embedders"
-    key = (str(folder), _fingerprint(model))
+    folder = Path(embedder_path(settings.embed_model))
+    if embedder is not None and (
+        getattr(embedder, "model_name", None) != str(folder) or not hasattr(embedder, "_model")
+    ):
+        return None  # a custom embedder built the index: its vectors are the only match
+    shape = _model_shape(folder)
+    if shape is None or pick_embed_device(settings.device) != "cpu":
+        return None
+    cache = Path(settings.model_cache_dir) / "embedders"
+    key = (str(cache), _fingerprint(folder))
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _build(model, folder / f"{key[1]}.onnx")
+            _CACHE[key] = _build(folder, cache / key[1], *shape)
         return _CACHE[key]
 
 
-def _fingerprint(model: Any) -> str:
-    """Changes whenever the embedder's weights or configuration do."""
-    h = hashlib.sha256()
-    h.update(str(getattr(model, "max_seq_length", "")).encode())
-    for name, tensor in model.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(tensor.shape)).encode())
-        h.update(tensor.detach().flatten()[:: max(tensor.numel() // 64, 1)].numpy().tobytes())
+def _model_shape(folder: Path) -> tuple[int, bool] | None:
+    """``(max tokens, lower-case?)`` of a transformer → mean pooling → normalise model."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+        config = json.loads((folder / "sentence_bert_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+    mean = pooling.get("pooling_mode") == "mean" or pooling.get("pooling_mode_mean_tokens")
+    if kinds != ["Transformer", "Pooling", "Normalize"] or not mean:
+        return None
+    if not (folder / "tokenizer.json").exists():
+        return None
+    return int(config.get("max_seq_length") or 512), bool(config.get("do_lower_case"))
+
+
+def _fingerprint(folder: Path) -> str:
+    """Changes whenever the embedder's weights, configuration or tokenizer files do."""
+    h = hashlib.sha256(str(folder.resolve()).encode())
+    for name in _WEIGHTS:
+        if (f := folder / name).exists():
+            st = f.stat()
+            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:20]
 
 
-def _build(model: Any, path: Path) -> QueryEncoder | None:
+def _build(folder: Path, stem: Path, max_length: int, lower: bool) -> OnnxEncoder | None:
+    graph, reference = stem.with_suffix(".onnx"), stem.with_suffix(".json")
     try:
-        if path.exists() and (encode := _checked(model, path)):
-            return encode
-        path.unlink(missing_ok=True)  # missing, stale or damaged: export again, once
-        _export(model, path)
-        if encode := _checked(model, path):
-            return encode
+        if (encoder := _checked(folder, graph, reference, max_length, lower)) is not None:
+            return encoder
+        graph.unlink(missing_ok=True)  # missing, stale or damaged: export again, once
+        reference.unlink(missing_ok=True)
+        _export(folder, graph, reference)
+        if (encoder := _checked(folder, graph, reference, max_length, lower)) is not None:
+            return encoder
         raise RuntimeError("the ONNX export disagrees with torch")
     except Exception as exc:  # noqa: BLE001 - torch still works; say why it is slower
         warnings.warn(f"fast question embedding unavailable ({type(exc).__name__}: {exc}); "
@@ -74,17 +138,23 @@ def _build(model: Any, path: Path) -> QueryEncoder | None:
         return None
 
 
-def _checked(model: Any, path: Path) -> QueryEncoder | None:
-    """The export at ``path`` as an encoder, if it loads and agrees with torch."""
+def _checked(folder: Path, graph: Path, reference: Path, max_length: int, lower: bool) -> OnnxEncoder | None:
+    """The export as an encoder, if it loads and reproduces the reference vector."""
     try:
-        encode = _session_encoder(model, path)
-    except Exception:  # noqa: BLE001 - unreadable graph: the caller re-exports
+        expected = np.asarray(json.loads(reference.read_text())["probe"])
+        encoder = OnnxEncoder(folder, graph, max_length, lower)
+        got = np.asarray(encoder(_PROBE))
+    except Exception:  # noqa: BLE001 - unreadable or missing: the caller re-exports
         return None
-    return encode if _agrees(encode, model) else None
+    return encoder if got.shape == expected.shape and np.abs(got - expected).max() < _TOLERANCE else None
 
 
-def _export(model: Any, path: Path) -> None:
+def _export(folder: Path, graph: Path, reference: Path) -> None:
+    """Export the transformer with torch (once), and store torch's vector for the probe."""
     import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(folder), device="cpu")
 
     class LastHiddenState(torch.nn.Module):
         def __init__(self, encoder: torch.nn.Module):
@@ -95,51 +165,19 @@ def _export(model: Any, path: Path) -> None:
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                                 token_type_ids=token_type_ids).last_hidden_state
 
-    encoder = model[0].auto_model.eval()
-    sample = model.tokenizer([_PROBE], return_tensors="pt")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    sample = model.tokenizer([_PROBE, "a"], return_tensors="pt", padding=True)
+    graph.parent.mkdir(parents=True, exist_ok=True)
+    tmp = graph.with_suffix(f".{os.getpid()}.tmp")
     axes = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "last_hidden_state")}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            LastHiddenState(encoder), tuple(sample[n] for n in _INPUTS), str(tmp),
-            input_names=list(_INPUTS), output_names=["last_hidden_state"],
+            LastHiddenState(model[0].auto_model.eval()), tuple(sample[n] for n in _INPUTS),
+            str(tmp), input_names=list(_INPUTS), output_names=["last_hidden_state"],
             dynamic_axes=axes, opset_version=17, dynamo=False,
         )
-    os.replace(tmp, path)
-
-
-def _session_encoder(model: Any, path: Path) -> QueryEncoder:
-    import onnxruntime as ort
-    import torch
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    tokenizer, max_len = model.tokenizer, int(model.max_seq_length or 512)
-    wanted = {i.name for i in session.get_inputs()}
-
-    def encode(text: str) -> list[float]:
-        batch = tokenizer([text], return_tensors="np", truncation=True, max_length=max_len)
-        feed = {n: batch[n].astype(np.int64) for n in _INPUTS if n in wanted and n in batch}
-        if "token_type_ids" in wanted and "token_type_ids" not in feed:
-            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-        hidden = session.run(None, feed)[0]
-        mask = batch["attention_mask"][..., None].astype(hidden.dtype)
-        vec = (hidden * mask).sum(axis=1)[0] / max(float(mask.sum()), 1.0)
-        return (vec / max(float(np.linalg.norm(vec)), 1e-12)).tolist()
-
-    return encode
-
-
-def _agrees(encode: QueryEncoder, model: Any) -> bool:
-    """Same vector as the torch model on a probe sentence (the pooling must be mean)."""
-    names = [type(m).__name__ for m in model]
-    pooling = model[1] if len(names) > 1 else None
-    mean = getattr(pooling, "pooling_mode", None) == "mean" or getattr(pooling, "pooling_mode_mean_tokens", False)
-    if names[:2] != ["Transformer", "Pooling"] or not mean:
-        return False
-    reference = model.encode([_PROBE], normalize_embeddings=True)[0]
-    return float(np.abs(np.asarray(encode(_PROBE)) - reference).max()) < _TOLERANCE
+    os.replace(tmp, graph)
+    probe = model.encode([_PROBE], normalize_embeddings=True)[0].tolist()
+    tmp_ref = reference.with_suffix(f".{os.getpid()}.tmp")
+    tmp_ref.write_text(json.dumps({"probe": probe}))
+    os.replace(tmp_ref, reference)  # last: a reference only exists beside a whole graph

@@ -118,15 +118,26 @@ class Retriever:
             self._embedder = load_embedder(self.settings)
         return self._embedder
 
-    def embed_query(self, text: str) -> list[float]:
-        """The question's vector: ONNX Runtime on CPU when available, else the embedder."""
+    @property
+    def fast_encoder(self):  # noqa: ANN201
+        """The ONNX Runtime encoder of the embedder (see ``rag.query_encoder``), or None."""
         if self._query_encoder is None:
             from .query_encoder import load_query_encoder
 
-            self._query_encoder = load_query_encoder(self.settings, self.embedder) or False
-        if self._query_encoder:
-            return self._query_encoder(text)
+            self._query_encoder = load_query_encoder(self.settings, self._embedder) or False
+        return self._query_encoder or None
+
+    def embed_query(self, text: str) -> list[float]:
+        """The question's vector: ONNX Runtime on CPU when available, else the embedder."""
+        if encoder := self.fast_encoder:
+            return encoder(text)
         return self.embedder.get_query_embedding(text)
+
+    def embed_texts(self, texts: list[str]) -> list[list[float]]:
+        """Vectors of a few short texts (answer sentences), by the fastest path."""
+        if encoder := self.fast_encoder:
+            return encoder.embed(texts)
+        return self.embedder.get_text_embedding_batch(texts)
 
     # --- the two retrievers ---------------------------------------------------------------
     def dense(

@@ -222,6 +222,8 @@ class ChatUI:
                 if isinstance(event, Token):
                     draft += event.text
                     shown = render_draft(draft, "Draft: checking each citation against the abstracts…")
+                elif isinstance(event, Status) and event.stage == "loading":
+                    shown = f"*Loading the model {md_text(event.detail)} (first question only)…*"
                 elif isinstance(event, Status) and event.stage in ("generating", "verifying"):
                     shown = render_draft(draft, f"Reading the papers with {event.detail}…"
                                          if event.stage == "generating" else "Checking the citations…")

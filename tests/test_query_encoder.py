@@ -1,5 +1,5 @@
-"""The ONNX Runtime question encoder gives the embedder's own vectors, survives a damaged
-cache, and steps aside when it does not apply."""
+"""The ONNX Runtime encoder gives the embedder's own vectors, survives a damaged cache,
+and steps aside when it does not apply."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import warnings
 import numpy as np
 import pytest
 
+from rag import query_encoder
 from rag.config import Settings
 from rag.query_encoder import load_query_encoder
 
-QUESTIONS = [
+TEXTS = [
     "Which architecture outputs positions in its input sequence?",
     "What BLEU did the model reach on WMT 2014 English-to-German?",
     "über die Größe von Sprachmodellen — 410M Parameter?",
@@ -25,37 +26,38 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("model-cache")
 
 
+def close(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and float(np.abs(a - b).max()) < 1e-4
+
+
 def test_same_vectors_as_the_embedder(embedder, cache_dir) -> None:
-    encode = load_query_encoder(Settings(model_cache_dir=cache_dir), embedder)
+    encode = load_query_encoder(Settings(model_cache_dir=cache_dir))
     assert encode is not None
-    for q in QUESTIONS:
-        fast = np.asarray(encode(q))
-        reference = np.asarray(embedder.get_query_embedding(q))
-        assert fast.shape == reference.shape == (384,)
-        assert np.abs(fast - reference).max() < 1e-4, q
-    assert len(list((cache_dir / "embedders").glob("*.onnx"))) == 1
-    assert not list((cache_dir / "embedders").glob("*.tmp"))
+    for text in TEXTS:
+        assert close(encode(text), embedder.get_query_embedding(text)), text
+    # a padded batch gives each text its own vector
+    assert close(encode.embed(TEXTS), embedder.get_text_embedding_batch(TEXTS))
+    files = sorted(p.suffix for p in (cache_dir / "embedders").iterdir())
+    assert files == [".json", ".onnx"]  # no temporary file left behind
 
 
 def test_damaged_export_is_rebuilt(embedder, tmp_path) -> None:
     settings = Settings(model_cache_dir=tmp_path)
-    assert load_query_encoder(settings, embedder) is not None
-    (export,) = (tmp_path / "embedders").glob("*.onnx")
-    export.write_bytes(b"not an onnx graph")
-    from rag import query_encoder
-
-    query_encoder._CACHE.clear()  # a new process
+    assert load_query_encoder(settings) is not None
+    (graph,) = (tmp_path / "embedders").glob("*.onnx")
+    graph.write_bytes(b"not an onnx graph")
+    query_encoder._CACHE.clear()  # as in a new process
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # rebuilt quietly, no fallback to torch
-        encode = load_query_encoder(settings, embedder)
-    assert encode is not None
-    q = QUESTIONS[0]
-    assert np.abs(np.asarray(encode(q)) - np.asarray(embedder.get_query_embedding(q))).max() < 1e-4
-    assert export.stat().st_size > 1_000_000
+        warnings.simplefilter("error")  # rebuilt quietly: no fallback to torch
+        encode = load_query_encoder(settings)
+    assert encode is not None and graph.stat().st_size > 1_000_000
+    assert close(encode(TEXTS[0]), embedder.get_query_embedding(TEXTS[0]))
 
 
-def test_off_switch_and_retriever_fallback(embedder, tmp_path) -> None:
-    assert load_query_encoder(Settings(onnx_queries=False, model_cache_dir=tmp_path), embedder) is None
-    assert load_query_encoder(Settings(model_cache_dir=tmp_path), object()) is None
+def test_steps_aside_when_it_does_not_apply(embedder, tmp_path) -> None:
+    assert load_query_encoder(Settings(onnx_queries=False, model_cache_dir=tmp_path)) is None
+    # an injected embedder that is not the settings' model built the index: use it, not ONNX
+    assert load_query_encoder(Settings(model_cache_dir=tmp_path), embedder=object()) is None
     assert not (tmp_path / "embedders").exists()
-
+    assert load_query_encoder(Settings(model_cache_dir=tmp_path), embedder=embedder) is not None
