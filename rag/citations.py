@@ -82,6 +82,15 @@ def clean_answer(text: str) -> str:
                     r"bibliography)\s*[*]*\s*:", t, flags=re.I)[0].strip()
 
 
+def citations_removed(text: str) -> str:
+    """``text`` without its citation markers.
+
+    >>> citations_removed("Sit, Lie Down [1].")
+    'Sit, Lie Down.'
+    """
+    return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", CITATION_MARKER.sub(" ", text))).strip()
+
+
 def marker_numbers(text: str) -> list[int]:
     """Source numbers cited by bracket markers, in order, without repeats.
 

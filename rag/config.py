@@ -140,6 +140,13 @@ class Settings(BaseSettings):
         description="An answer sentence needs at least this support from its cited "
         "sources to be kept.",
     )
+    min_answer_relevance: float = Field(
+        default=0.15,
+        ge=-1.0,
+        le=1.0,
+        description="A verified answer whose embedding similarity to the question is below "
+        "this is off the question (true, cited, but no answer): refused instead.",
+    )
     semantic_support: bool = Field(
         default=True,
         description="Let embedding similarity lift the support of paraphrased sentences "

@@ -18,12 +18,13 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .citations import verify_answer
+from .citations import citations_removed, verify_answer
 from .config import Settings
 from .conversation import clean_question, standalone_question
 from .evidence import pool_evidence
 from .prompts import NOT_FOUND, REFUSAL, answer_messages, judge_messages
 from .retrieval import Filters, Retriever
+from .short_answers import expand_short_answer
 from .types import Answer, Source, Status, Token
 
 Event = Status | Token | Answer
@@ -122,7 +123,8 @@ class Pipeline:
             yield finish(self._refusal(question, sources, "nothing relevant retrieved"))
             return
 
-        messages = self.messages_for(query, sources)
+        lines = pool_evidence(query, sources, self.settings.evidence_sentences)
+        messages = answer_messages(query, lines)
         generator = self.generator
         if not getattr(generator, "is_loaded", True):  # e.g. the app still loading it
             yield Status("loading", generator.name)
@@ -142,11 +144,14 @@ class Pipeline:
         if not draft or NOT_FOUND in draft.upper():
             answer = self._refusal(question, sources, "the model found no answer")
         else:
+            grounded = expand_short_answer(draft, query, lines)
             verified = verify_answer(
-                draft, sources, self.settings.min_support, embed=self._embed(), judge=self._judge()
+                grounded, sources, self.settings.min_support, embed=self._embed(), judge=self._judge()
             )
             if not verified.citations or not verified.kept_text.strip():
                 answer = self._refusal(question, sources, "no sentence survived verification")
+            elif self._off_question(query, verified.kept_text):
+                answer = self._refusal(question, sources, "the answer does not address the question")
             else:
                 answer = Answer(
                     question=question,
@@ -172,6 +177,16 @@ class Pipeline:
             return False
         sims = [s.similarity for s in sources if s.similarity is not None]
         return not sims or max(sims) >= self.settings.min_similarity
+
+    def _off_question(self, question: str, answer: str) -> bool:
+        """True when the answer's similarity to the question is below the setting."""
+        if not self.settings.semantic_support:
+            return False
+        import numpy as np
+
+        q, a = np.asarray(self.retriever.embed_texts([question, citations_removed(answer)]))
+        cosine = float(q @ a / max(np.linalg.norm(q) * np.linalg.norm(a), 1e-12))
+        return cosine < self.settings.min_answer_relevance
 
     def _refusal(self, question: str, sources: list[Source], reason: str) -> Answer:
         return Answer(

@@ -159,3 +159,25 @@ def test_injected_instructions_inside_an_abstract(tmp_path, embedder):
     assert answer.citations[0].title == "Sparse Widgets for Fast Retrieval"
     assert "green" not in answer.text and "[7]" not in answer.text
     assert isinstance(answer, Answer)
+
+
+def test_bare_value_answer_becomes_its_evidence_sentence(make_pipeline, seed_papers):
+    """A model answering with the value alone gets the abstract sentence it came from."""
+    question = "What CIFAR-10 test error rate did the architecture designed by a recurrent controller trained with policy-gradient rewards achieve?"
+    answer = make_pipeline(ScriptedGenerator("[1] 3.65")).ask(question)
+    assert not answer.refused, answer.to_dict()
+    assert "3.65" in answer.text and answer.text.rstrip(".").endswith("[1]")
+    cited = next(p for p in seed_papers if p.title == answer.citations[0].title)
+    assert answer.text.split(" [1]")[0] in cited.abstract  # verbatim, nothing added
+    # a value the evidence does not hold, or of the wrong kind, is still refused
+    assert make_pipeline(ScriptedGenerator("[1] 4.71")).ask(question).refused
+    gpu = "How many GPU-hours did the controller's architecture search take on CIFAR-10?"
+    assert make_pipeline(ScriptedGenerator("[1] 3.65%")).ask(gpu).refused
+
+
+def test_true_but_off_question_answer_is_refused(make_pipeline):
+    question = "Which dog breeds were photographed to train the behaviour classifier of the automatic treat dispenser?"
+    off = make_pipeline(ScriptedGenerator("Sit, Lie Down [1].")).ask(question)
+    assert off.refused and off.refusal_reason == "the answer does not address the question"
+    kept = make_pipeline(ScriptedGenerator("Sit, Lie Down [1]."), min_answer_relevance=-1.0).ask(question)
+    assert not kept.refused

@@ -1,0 +1,54 @@
+"""Short answers made whole: a bare value the model copied from the evidence ("83.0%",
+"Over 93.8%", "[1] 410M") becomes the evidence sentence it was copied from, cited.
+
+A small model often answers a "what accuracy / how many" question with the value alone.
+That is not a sentence the verifier can check against an abstract, and refusing it throws
+away a correct answer. When the value occurs in exactly one of the sentences the model was
+shown, that sentence *is* the grounded answer, so it is returned verbatim with its source
+number. Nothing changes when the value is ambiguous, absent from the evidence, or of the
+wrong kind for the question (a percentage for "how many GPU-hours").
+
+>>> expand_short_answer("[1] 3.65", "What test error?", [(1, "We reach 3.65 test error."), (2, "Fast.")])
+'We reach 3.65 test error. [1]'
+>>> expand_short_answer("It reaches 3.65 test error [1].", "What test error?", [(1, "3.65 error.")])
+'It reaches 3.65 test error [1].'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .sentences import CITATION_MARKER, numbers_in
+
+MAX_WORDS = 6
+_COUNT = re.compile(r"\bhow (?:many|much|long)\b", re.I)
+_SHARE = re.compile(r"\b(?:accuracy|percent(?:age)?|share|proportion|fraction|rate|%)\b", re.I)
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[^\w%.]+", " ", text.casefold()).strip(" .")
+
+
+def _kind_fits(value: str, question: str) -> bool:
+    """A percentage answers a share, not a count or a duration ("how many GPU-hours")."""
+    return not ("%" in value and _COUNT.search(question) and not _SHARE.search(question))
+
+
+def expand_short_answer(draft: str, question: str, lines: Sequence[tuple[int, str]]) -> str:
+    """``draft`` itself, or the one evidence line that a bare-value ``draft`` comes from."""
+    body = CITATION_MARKER.sub(" ", draft or "").strip()
+    words = body.split()
+    if not words or len(words) > MAX_WORDS or not numbers_in(body):
+        return draft
+    value = _squash(body)
+    for lead in ("over ", "about ", "around ", "approximately ", "up to ", "nearly ", "roughly "):
+        value = value.removeprefix(lead)
+    if not value or not _kind_fits(body, question):
+        return draft
+    pattern = re.compile(r"(?<![\w.])" + re.escape(value) + r"(?![\w])")
+    hits = {(n, s) for n, s in lines if pattern.search(_squash(s))}
+    if len(hits) != 1:
+        return draft
+    ((number, sentence),) = hits
+    return f"{' '.join(sentence.split())} [{number}]"

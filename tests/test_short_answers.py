@@ -1,0 +1,33 @@
+"""Bare-value answers expanded to the one evidence sentence they come from (table-style)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.short_answers import expand_short_answer
+
+LINES = [
+    (1, "Our CIFAR-10 model achieves a test error rate of 3.65, which is 0.09 percent better."),
+    (1, "It was trained for 22,400 GPU-hours."),
+    (2, "A ViT-H reaches 83.0% zero-shot accuracy on ImageNet."),
+    (3, "Animals are identified with over 93.8% accuracy; 99.3% of the data is automated."),
+    (3, "Another model also reaches 83.0% on a different benchmark."),
+]
+
+
+@pytest.mark.parametrize(("draft", "question", "expected"), [
+    ("3.65", "What test error?", "Our CIFAR-10 model achieves a test error rate of 3.65, which is 0.09 percent better. [1]"),
+    ("[1] 3.65", "What test error?", "Our CIFAR-10 model achieves a test error rate of 3.65, which is 0.09 percent better. [1]"),
+    ("Over 93.8%", "What accuracy?", "Animals are identified with over 93.8% accuracy; 99.3% of the data is automated. [3]"),
+    ("22,400 GPU-hours [1]", "How many GPU-hours?", "It was trained for 22,400 GPU-hours. [1]"),
+    # unchanged: a full sentence, no number, absent, ambiguous, or the wrong kind of value
+    ("The error rate is 3.65 [1].", "What test error?", "The error rate is 3.65 [1]."),
+    ("ResNet [1]", "Which model?", "ResNet [1]"),
+    ("4.71", "What test error?", "4.71"),
+    ("83.0%", "What accuracy?", "83.0%"),
+    ("[1] 93.8%", "How many GPU-hours did it take?", "[1] 93.8%"),
+    ("3.6", "What test error?", "3.6"),  # a prefix of 3.65 is not 3.65
+    ("", "What?", ""),
+])
+def test_expand_short_answer(draft: str, question: str, expected: str) -> None:
+    assert expand_short_answer(draft, question, LINES) == expected
