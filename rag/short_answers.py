@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .sentences import CITATION_MARKER, numbers_in
+from .sentences import CITATION_MARKER
 
 MAX_WORDS = 6
 _COUNT = re.compile(r"\bhow (?:many|much|long)\b", re.I)
@@ -39,7 +39,7 @@ def expand_short_answer(draft: str, question: str, lines: Sequence[tuple[int, st
     """``draft`` itself, or the one evidence line that a bare-value ``draft`` comes from."""
     body = CITATION_MARKER.sub(" ", draft or "").strip()
     words = body.split()
-    if not words or len(words) > MAX_WORDS or not numbers_in(body):
+    if not words or len(words) > MAX_WORDS or not re.search(r"\d", body):
         return draft
     value = _squash(body)
     for lead in ("over ", "about ", "around ", "approximately ", "up to ", "nearly ", "roughly "):

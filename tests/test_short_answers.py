@@ -12,6 +12,7 @@ LINES = [
     (2, "A ViT-H reaches 83.0% zero-shot accuracy on ImageNet."),
     (3, "Animals are identified with over 93.8% accuracy; 99.3% of the data is automated."),
     (3, "Another model also reaches 83.0% on a different benchmark."),
+    (4, "We train Transformer language models with up to 410M parameters."),
 ]
 
 
@@ -19,6 +20,7 @@ LINES = [
     ("3.65", "What test error?", "Our CIFAR-10 model achieves a test error rate of 3.65, which is 0.09 percent better. [1]"),
     ("[1] 3.65", "What test error?", "Our CIFAR-10 model achieves a test error rate of 3.65, which is 0.09 percent better. [1]"),
     ("Over 93.8%", "What accuracy?", "Animals are identified with over 93.8% accuracy; 99.3% of the data is automated. [3]"),
+    ("[4] 410M", "Up to what size?", "We train Transformer language models with up to 410M parameters. [4]"),
     ("22,400 GPU-hours [1]", "How many GPU-hours?", "It was trained for 22,400 GPU-hours. [1]"),
     # unchanged: a full sentence, no number, absent, ambiguous, or the wrong kind of value
     ("The error rate is 3.65 [1].", "What test error?", "The error rate is 3.65 [1]."),
