@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from .corpus import normalize_title
 from .types import Paper
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,13 +38,35 @@ HIDDEN_KEYS = (
     "upvotes",
     "authors",
     "categories",
+    "category_keys",
+    "author_keys",
     "source_files",
+    "stream_source",
 )
+
+#: Bumped when the stored metadata gains fields: every paper then hashes differently, so the
+#: next ingest updates its chunks' metadata in place (nothing is re-embedded).
+METADATA_VERSION = 2
+_AUTHOR_SEPARATORS = re.compile(r"\s*(?:[,;&]|\band\b)\s*", re.I)
+_AFFILIATION = re.compile(r"\([^()]*\)")
+
+
+def author_key(name: str) -> str:
+    """How author names are matched: case, accents and punctuation ignored.
+    ``"C.-P. Yuan"`` and ``"c p  YUAN"`` both give ``"c p yuan"``."""
+    return normalize_title(name)
+
+
+def author_keys(authors: str | None) -> list[str]:
+    """The matching keys of an authors field such as ``"A. Name, B. Name and C. Name"``
+    (affiliations in parentheses dropped, each name once, in order)."""
+    names = _AUTHOR_SEPARATORS.split(_AFFILIATION.sub(" ", authors or ""))
+    return list(dict.fromkeys(k for k in map(author_key, names) if k))
 
 
 def paper_hash(paper: Paper) -> str:
     """Hash of everything stored about a paper (metadata changes update the index)."""
-    blob = json.dumps(paper.to_dict(), sort_keys=True, ensure_ascii=False)
+    blob = json.dumps([METADATA_VERSION, paper.to_dict()], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
@@ -58,10 +82,16 @@ def make_splitter(chunk_size: int, chunk_overlap: int):  # noqa: ANN201
 
 
 def chunk_metadata(paper: Paper, index: int, n_chunks: int, digest: str) -> dict:
-    """Flat metadata stored with every chunk. The first chunk also carries the abstract,
-    so the index alone can list papers and show whole abstracts."""
+    """Metadata stored with every chunk: scalars, plus the lists ``category_keys``
+    (casefolded) and ``author_keys`` (see :func:`author_key`) that category and author
+    filters match element-wise (Chroma's ``$contains``). The first chunk also carries the
+    abstract, so the index alone can list papers and show whole abstracts."""
     meta = paper.metadata()
     meta.update(chunk_index=index, n_chunks=n_chunks, paper_hash=digest)
+    if paper.categories:
+        meta["category_keys"] = list(dict.fromkeys(c.casefold() for c in paper.categories))
+    if keys := author_keys(paper.authors):
+        meta["author_keys"] = keys
     if paper.published:
         meta["published_int"] = int(paper.published.replace("-", ""))
     if index == 0:

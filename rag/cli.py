@@ -78,15 +78,29 @@ def guarded(fn):  # noqa: ANN001, ANN201
 def ingest(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to add (.txt listing pages, .jsonl, .csv).")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete the index and build it again.")] = False,
-    remove: Annotated[Optional[list[Path]], typer.Option("--remove", help="Drop a source from the corpus.")] = None,
+    remove: Annotated[Optional[list[Path]], typer.Option("--remove", help="Drop a source (or a streamed dump) from the corpus.")] = None,
+    stream: Annotated[Optional[list[Path]], typer.Option("--stream", help="Stream a large .jsonl/.csv dump in batches (constant memory, resumable); register it.")] = None,
     index_dir: IndexDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Build or update the index (only new or changed chunks are embedded)."""
+    from .errors import ConfigError
+    from .ingest import combined
     from .ingest import ingest as run_ingest
 
     settings = settings_from(index_dir=index_dir)
-    report = run_ingest(settings, paths or [], rebuild=rebuild, remove=remove or [], progress=not quiet)
+    if stream:
+        if paths or remove or rebuild:
+            raise ConfigError("--stream cannot be combined with PATH, --remove or --rebuild; "
+                              "run them as separate commands.")
+        from .bulk import ingest_dump
+
+        reports = [ingest_dump(settings, dump, progress=not quiet) for dump in stream]
+        report = reports[0]
+        for more in reports[1:]:
+            report = combined(report, more)
+    else:
+        report = run_ingest(settings, paths or [], rebuild=rebuild, remove=remove or [], progress=not quiet)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"Indexed {report.summary()} -> {settings.chroma_url or settings.index_dir}")
@@ -98,14 +112,20 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: K = None,
     mode: Mode = None,
+    author: Annotated[Optional[list[str]], typer.Option("--author", help="Only papers by this author (repeat: any of them).")] = None,
+    category: Annotated[Optional[list[str]], typer.Option("--category", help="Only papers in this category, e.g. cs.LG (repeat: any of them).")] = None,
+    year: Annotated[Optional[str], typer.Option("--year", help="Only papers dated in this year (YYYY).")] = None,
     as_json: AsJson = False,
     index_dir: IndexDir = None,
 ) -> None:
     """Show the papers that best match a query."""
     from .pipeline import Pipeline
+    from .retrieval import Filters
 
     settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode)
-    sources = Pipeline(settings).search(query)
+    filters = Filters(authors=tuple(author or ()), categories=tuple(category or ()),
+                      date_from=year, date_to=year)
+    sources = Pipeline(settings).search(query, filters=filters)
     if as_json:
         typer.echo(json.dumps([s.to_dict() for s in sources], ensure_ascii=False, indent=2))
         return
@@ -136,11 +156,14 @@ def papers(as_json: AsJson = False, index_dir: IndexDir = None) -> None:
 @app.command()
 @guarded
 def sources(index_dir: IndexDir = None) -> None:
-    """List the files and folders the index is built from."""
+    """List the files and folders the index is built from (streamed dumps marked)."""
     from .store import PaperIndex
 
-    for src in PaperIndex(settings_from(index_dir=index_dir)).sources():
+    index = PaperIndex(settings_from(index_dir=index_dir))
+    for src in index.sources():
         typer.echo(src)
+    for src, state in index.stream_sources().items():
+        typer.echo(f"{src}  (streamed{'' if state else ', unfinished: re-run ingest'})")
 
 
 @app.command()

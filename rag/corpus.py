@@ -34,7 +34,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -272,10 +272,13 @@ def _paper_from_record(record: dict[Any, Any], where: str, source: str) -> Paper
     )
 
 
-def _lines(path: Path) -> Iterator[str]:
-    """Decoded lines, endings kept, one at a time (a bad byte's error names its line)."""
+def _lines(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[str]:
+    """Decoded lines, endings kept, one at a time (a bad byte's error names its line);
+    ``on_bytes`` is told the size of every raw line read (for byte-based progress)."""
     with path.open("rb") as f:
         for number, raw in enumerate(f, 1):
+            if on_bytes is not None:
+                on_bytes(len(raw))
             try:
                 yield raw.removeprefix(b"\xef\xbb\xbf" if number == 1 else b"").decode()
             except UnicodeDecodeError:
@@ -284,17 +287,25 @@ def _lines(path: Path) -> Iterator[str]:
 
 
 def _records(path: Path, rows: Iterator[tuple[int, dict[Any, Any]]]) -> Iterator[Paper]:
+    return (paper for _, paper in _numbered_records(path, rows))
+
+
+def _numbered_records(
+    path: Path, rows: Iterator[tuple[int, dict[Any, Any]]]
+) -> Iterator[tuple[int, Paper]]:
     found = False
     for number, record in rows:
         found = True
-        yield _paper_from_record(record, f"{path}, line {number}", path.name)
+        yield number, _paper_from_record(record, f"{path}, line {number}", path.name)
     if not found:
         raise CorpusError(f"{path} is empty (no records); add papers with a 'title' and an "
                           "'abstract' or leave it out of the corpus")
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[Any, Any]]]:
-    for number, line in enumerate(_lines(path), 1):
+def _jsonl_rows(
+    path: Path, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, dict[Any, Any]]]:
+    for number, line in enumerate(_lines(path, on_bytes), 1):
         if line.strip():
             try:
                 record = json.loads(line)
@@ -311,8 +322,10 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[Any, Any]]]:
             yield number, record
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[Any, Any]]]:
-    reader = csv.DictReader(_lines(path))
+def _csv_rows(
+    path: Path, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, dict[Any, Any]]]:
+    reader = csv.DictReader(_lines(path, on_bytes))
     try:
         header = [str(h).strip().lower() for h in reader.fieldnames or ()]
         if header and ("title" not in header or not {"abstract", "summary"} & set(header)):
@@ -347,6 +360,23 @@ def read_csv(path: str | Path) -> Iterator[Paper]:
     """Stream the papers of a CSV file whose header has ``title`` and ``abstract``."""
     path = _existing_file(path)
     return _records(path, _csv_rows(path))
+
+
+def stream_records(
+    path: str | Path, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, Paper]]:
+    """``(line number, paper)`` for each record of a JSON-lines or CSV file, one at a time
+    and in file order (nothing is merged: a repeated id comes out twice). Errors are the
+    same one-line ``CorpusError`` as :func:`read_jsonl`'s, naming the file and line;
+    ``on_bytes`` receives the size of every raw line read."""
+    path = _existing_file(path)
+    suffix = path.suffix.lower()
+    if suffix not in JSONL_SUFFIXES + CSV_SUFFIXES:
+        raise CorpusError(f"{path}: a streamed source must be JSON lines or CSV "
+                          f"({', '.join(JSONL_SUFFIXES + CSV_SUFFIXES)}), not "
+                          f"'{suffix or path.name}'")
+    rows = _jsonl_rows if suffix in JSONL_SUFFIXES else _csv_rows
+    return _numbered_records(path, rows(path, on_bytes))
 
 
 def read_file(path: str | Path, warnings: list[str] | None = None) -> Iterator[Paper]:

@@ -6,6 +6,10 @@ re-syncs them all: edited abstracts are re-embedded, removed papers leave the in
 A file that fails to parse stops the ingest *before* anything is written, so nothing
 already indexed is lost.
 
+Large dumps registered with ``python -m rag ingest --stream FILE`` (:mod:`rag.bulk`) are
+kept apart: they are never loaded whole; ``ingest`` re-streams one only when its file
+changed or its last run was cut short, and ``remove`` drops its chunks.
+
 >>> report = ingest(Settings(index_dir=tmp), ["my_abstracts.jsonl"])   # doctest: +SKIP
 >>> report.summary()                                                    # doctest: +SKIP
 '497 papers, 1364 chunks: 12 added, 0 updated, 0 removed in 1.9 s'
@@ -24,11 +28,17 @@ from .store import PaperIndex, SyncReport, portable_path, resolve_stored_path
 
 def corpus_paths(index: PaperIndex, settings: Settings, extra: Sequence[Path] = ()) -> list[str]:
     """The registered corpus sources plus ``extra`` (portable, de-duplicated, in order)."""
-    registered = index.sources() or [portable_path(p) for p in settings.corpus]
+    registered = index.registered_sources()
+    if registered is None:  # never registered: the settings' default corpus
+        registered = [portable_path(p) for p in settings.corpus]
+    streams = index.stream_sources()
     for path in extra:
         if not Path(path).exists():
             raise CorpusError(f"{path}: no such file or folder. Check the path and try again.")
         stored = portable_path(Path(path))
+        if stored in streams:
+            raise CorpusError(f"{stored} is a streamed source; update it with "
+                              f"`python -m rag ingest --stream {stored}`.")
         if stored not in registered:
             registered.append(stored)
     return registered
@@ -42,37 +52,59 @@ def ingest(
     progress: bool = True,
     embedder=None,  # noqa: ANN001
 ) -> SyncReport:
-    """Add ``paths`` to the corpus (if any) and bring the index in line with it."""
-    from .corpus import load_corpus
+    """Add ``paths`` to the corpus (if any) and bring the index in line with it: the
+    corpus sources are read whole and synced, then registered dumps are brought up to date
+    (see :mod:`rag.bulk`). Everything is checked before anything is written."""
+    from .bulk import refresh_dumps, remove_dump
+    from .corpus import Corpus, load_corpus
 
     if rebuild:
         _drop_index(settings)
     index = PaperIndex(settings, embedder=embedder, create=True)
     sources = corpus_paths(index, settings, [Path(p) for p in paths])
+    streams = list(index.stream_sources())
+    dropped = []
     for path in remove:
         stored = portable_path(Path(path))
-        if stored not in sources:
+        if stored in streams:
+            streams.remove(stored)
+            dropped.append(stored)
+        elif stored in sources:
+            sources.remove(stored)
+        else:
             raise CorpusError(
                 f"{path} is not part of the indexed corpus; `python -m rag sources` lists it."
             )
-        sources.remove(stored)
-    if not sources:
+    if not sources and not streams:
         raise CorpusError(
             "The corpus would hold no paper; add files with `python -m rag ingest PATH`."
         )
-    missing = [s for s in sources if not resolve_stored_path(s).exists()]
+    missing = [s for s in sources + streams if not resolve_stored_path(s).exists()]
     if missing:
         raise CorpusError(
             f"Corpus source {missing[0]} no longer exists. Restore it, or drop it with "
             f"`python -m rag ingest --remove {missing[0]}`."
         )
-    corpus = load_corpus([resolve_stored_path(s) for s in sources])
-    if not corpus.papers:
+    corpus = load_corpus([resolve_stored_path(s) for s in sources]) if sources else Corpus()
+    if sources and not corpus.papers:
         raise CorpusError("The corpus holds no paper; add files with `python -m rag ingest PATH`.")
+    removed = sum(remove_dump(index, stored) for stored in dropped)
     report = index.sync(corpus.papers, progress=progress)
     index.set_sources(sources)
+    report.removed += removed
     report.warnings = list(corpus.warnings)
+    for dump in refresh_dumps(index, progress=progress):
+        report = combined(report, dump)
     return report
+
+
+def combined(a: SyncReport, b: SyncReport) -> SyncReport:
+    """Two reports as one (counts and times added, warnings joined)."""
+    return SyncReport(
+        papers=a.papers + b.papers, chunks=a.chunks + b.chunks, added=a.added + b.added,
+        updated=a.updated + b.updated, removed=a.removed + b.removed,
+        seconds=a.seconds + b.seconds, warnings=[*a.warnings, *b.warnings],
+    )
 
 
 def _drop_index(settings: Settings) -> None:

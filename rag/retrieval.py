@@ -28,17 +28,43 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class Filters:
-    """Optional restrictions on which papers may be retrieved."""
+    """Optional restrictions on which papers may be retrieved; every one given must hold.
+
+    ``categories`` and ``authors`` match papers listing *any* of the values (a paper may
+    have several, e.g. "cs.LG stat.ML"); categories ignore case, author names ignore case,
+    accents and punctuation. A plain string is accepted for either. Dates take
+    ``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY`` (``date_from="2021", date_to="2021"`` is the
+    year 2021); papers without a date drop out.
+
+    >>> f = Filters(categories="cs.LG stat.ML", authors="A. Name", date_from="2021")
+    >>> f.categories, f.authors, f.is_empty()
+    (('cs.LG', 'stat.ML'), ('A. Name',), False)
+    """
 
     paper_ids: tuple[str, ...] = ()
-    date_from: str | None = None  # YYYY-MM-DD, inclusive; papers without a date drop out
-    date_to: str | None = None
-    categories: tuple[str, ...] = ()  # any of these (user corpora with categories)
+    date_from: str | None = None  # inclusive
+    date_to: str | None = None  # inclusive
+    categories: tuple[str, ...] = ()  # any of these
+    authors: tuple[str, ...] = ()  # any of these names
+
+    def __post_init__(self) -> None:
+        cats = (self.categories,) if isinstance(self.categories, str) else self.categories
+        object.__setattr__(self, "categories",  # "cs.LG stat.ML" or "cs.LG,stat.ML": two
+                           tuple(c for item in cats for c in item.replace(",", " ").split()))
+        if isinstance(self.authors, str):
+            object.__setattr__(self, "authors", (self.authors,))
+        for name in ("paper_ids", "authors"):  # lists from callers stay hashable
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def is_empty(self) -> bool:
-        return not (self.paper_ids or self.date_from or self.date_to or self.categories)
+        return not (self.paper_ids or self.date_from or self.date_to or self.categories
+                    or self.authors)
 
     def to_llama(self):  # noqa: ANN201
+        """llama-index ``MetadataFilters`` (``None`` when empty). Categories and authors
+        use the ``any`` operator on list metadata, which BM25's filter evaluates as is;
+        for Chroma, translate with :meth:`to_chroma` (llama-index's own Chroma
+        translation has no list operator)."""
         from llama_index.core.vector_stores import (
             FilterCondition,
             FilterOperator,
@@ -54,18 +80,48 @@ class Filters:
         if self.date_to:
             parts.append(MetadataFilter(key="published_int", value=_date_int(self.date_to, end=True), operator=FilterOperator.LTE))
         if self.categories:
-            parts.append(MetadataFilter(key="categories", value=list(self.categories), operator=FilterOperator.IN))
+            cats = list(dict.fromkeys(c.casefold() for c in self.categories))
+            parts.append(MetadataFilter(key="category_keys", value=cats,
+                                        operator=FilterOperator.ANY))
+        if self.authors:
+            from .chunking import author_key
+
+            names = list(dict.fromkeys(k for k in map(author_key, self.authors) if k))
+            if not names:
+                raise QuestionError("The author filter is empty; type an author's name.")
+            parts.append(MetadataFilter(key="author_keys", value=names,
+                                        operator=FilterOperator.ANY))
         return MetadataFilters(filters=parts, condition=FilterCondition.AND) if parts else None
+
+    def to_chroma(self) -> dict | None:
+        """The same restrictions as a Chroma ``where`` clause (``None`` when empty)."""
+        from .store import chroma_where
+
+        return chroma_where(self.to_llama())
 
 
 def _date_int(value: str, end: bool) -> int:
-    """``2023-05-01`` → 20230501; a bare year is its first (or, as an end, last) day."""
-    digits = value.strip().replace("-", "")
-    if len(digits) == 4:
-        digits += "1231" if end else "0101"
-    if not (digits.isdigit() and len(digits) == 8):
-        raise QuestionError(f"Date filter {value!r} is not a date; use YYYY-MM-DD.")
-    return int(digits)
+    """``2023-05-01`` → 20230501; a bare year or ``YYYY-MM`` is its first (or, as an end,
+    last) day: ``_date_int("2024-02", end=True)`` is 20240229."""
+    import calendar
+    from datetime import date
+
+    text = value.strip()
+    if len(text) == 8 and text.isdigit():  # 20230501
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    parts = text.split("-")
+    try:
+        if not (all(p.isdigit() for p in parts) and len(parts[0]) == 4 and len(parts) <= 3):
+            raise ValueError(value)
+        year, month, day = (int(p) for p in parts + ["0"] * (3 - len(parts)))
+        month = month or (12 if end else 1)
+        day = day or (calendar.monthrange(year, month)[1] if end else 1)
+        found = date(year, month, day)
+    except ValueError:
+        raise QuestionError(
+            f"Date filter {value!r} is not a date; use YYYY-MM-DD, YYYY-MM or YYYY."
+        ) from None
+    return found.year * 10000 + found.month * 100 + found.day
 
 
 def rrf(rankings: list[list[str]], k: int) -> dict[str, float]:
@@ -147,15 +203,14 @@ class Retriever:
 
         Asks Chroma for ids and distances only (the paper is part of the chunk id), which
         is several times cheaper than rebuilding 40 llama-index nodes per question; the
-        filters are translated exactly as llama-index's ``ChromaVectorStore`` does.
+        filters are translated as llama-index's ``ChromaVectorStore`` does, plus list
+        metadata (authors, categories).
         """
-        from llama_index.vector_stores.chroma.base import _to_chroma_filter
-
         vec = embedding if embedding is not None else self.embed_query(query)
-        where = filters.to_llama()
+        where = filters.to_chroma()
         result = self.index.collection.query(
             query_embeddings=[vec], n_results=n, include=["distances"],
-            **({"where": _to_chroma_filter(where)} if where else {}),
+            **({"where": where} if where else {}),
         )
         # Cosine space: distance = 1 - cosine similarity.
         return [(cid, 1.0 - float(d)) for cid, d in zip(result["ids"][0], result["distances"][0])]

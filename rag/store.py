@@ -8,6 +8,10 @@ in the same state, with no duplicate and no gap.
 
 The collection name encodes the embedder and the chunking parameters, so changing either
 builds a new collection beside the old one instead of mixing incompatible vectors.
+
+Large dumps are streamed in by :mod:`rag.bulk` instead: their chunks carry
+``stream_source`` (the dump's path) and the dumps are registered apart from the corpus
+sources, so ``sync`` neither reads nor deletes them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +34,14 @@ from .types import Paper
 
 if TYPE_CHECKING:  # pragma: no cover
     from llama_index.core.schema import TextNode
+    from llama_index.core.vector_stores import MetadataFilters
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
 SCHEMA = "v1"
 _NODE_KEYS = frozenset(HIDDEN_KEYS) | {"title"}
 ADD_BATCH = 256  # chunks per commit: the most a killed ingest can lose
 PAGE = 5000  # records per Chroma read (its batch limit is ~5,461)
+STREAM_KEY = "stream_source"  # chunk metadata: the streamed dump a chunk belongs to
 
 
 @dataclass
@@ -191,9 +198,9 @@ class PaperIndex:
     # --- reading ------------------------------------------------------------------------
     @property
     def vector_store(self) -> "ChromaVectorStore":
-        from llama_index.vector_stores.chroma import ChromaVectorStore
-
-        return ChromaVectorStore(chroma_collection=self.collection)
+        """llama-index's store over this collection, with list metadata allowed and the
+        ``contains``/``any`` filters (categories, authors) translated to Chroma."""
+        return _vector_store_class()(chroma_collection=self.collection)
 
     def count(self) -> int:
         return self.collection.count()
@@ -259,13 +266,39 @@ class PaperIndex:
 
     # --- corpus sources registry (kept in the collection's own metadata) ---------------
     def sources(self) -> list[str]:
-        raw = (self.collection.metadata or {}).get("corpus_sources")
-        return json.loads(raw) if raw else []
+        return self.registered_sources() or []
+
+    def registered_sources(self) -> list[str] | None:
+        """The corpus sources, or ``None`` when none were ever registered."""
+        raw = self._meta().get("corpus_sources")
+        return json.loads(raw) if raw is not None else None
 
     def set_sources(self, sources: list[str]) -> None:
-        meta = {k: v for k, v in (self.collection.metadata or {}).items()}
-        meta.pop("hnsw:space", None)
-        meta["corpus_sources"] = json.dumps(sources)
+        self._set_meta("corpus_sources", json.dumps(sources))
+
+    def stream_sources(self) -> dict[str, dict | None]:
+        """Streamed dumps (see :mod:`rag.bulk`): path → what its last complete run saw
+        (``size``, ``mtime_ns``, ``papers``, ``chunks``), ``None`` while unfinished."""
+        raw = self._meta().get("stream_sources")
+        return json.loads(raw) if raw else {}
+
+    def set_stream_source(self, path: str, state: dict | None) -> None:
+        self._set_meta("stream_sources", json.dumps({**self.stream_sources(), path: state}))
+
+    def drop_stream_source(self, path: str) -> None:
+        streams = self.stream_sources()
+        streams.pop(path, None)
+        self._set_meta("stream_sources", json.dumps(streams))
+
+    def _meta(self) -> dict:
+        """The collection's metadata as stored now (another process may have changed it)."""
+        fresh = self._client.get_collection(self.name, embedding_function=_no_embedding_function())
+        return dict(fresh.metadata or {})
+
+    def _set_meta(self, key: str, value: str) -> None:
+        meta = self._meta()
+        meta.pop("hnsw:space", None)  # fixed at creation; Chroma refuses to "modify" it
+        meta[key] = value
         self.collection.modify(metadata=meta)
 
     # --- writing ------------------------------------------------------------------------
@@ -280,19 +313,15 @@ class PaperIndex:
         with self._write_lock():
             nodes = chunk_papers(papers, self.settings.chunk_size, self.settings.chunk_overlap)
             wanted = {n.node_id: n for n in nodes}
-            have = self._existing_hashes()
-            new = [n for cid, n in wanted.items() if cid not in have]
+            have = self._existing_hashes(self._corpus_scope())
+            new = self._absent([n for cid, n in wanted.items() if cid not in have])
             changed = [
                 n for cid, n in wanted.items()
                 if cid in have and have[cid] != n.metadata["paper_hash"]
             ]
             stale = [cid for cid in have if cid not in wanted]
             self._add(new, progress, embed_texts or self._embed)
-            for i in range(0, len(changed), ADD_BATCH):
-                batch = changed[i : i + ADD_BATCH]
-                self.collection.update(
-                    ids=[n.node_id for n in batch], metadatas=[_flat(n) for n in batch]
-                )
+            self.update_metadata(changed)
             for i in range(0, len(stale), PAGE):
                 self.collection.delete(ids=stale[i : i + PAGE])
         return SyncReport(
@@ -300,12 +329,37 @@ class PaperIndex:
             removed=len(stale), seconds=time.perf_counter() - start,
         )
 
-    def _existing_hashes(self) -> dict[str, str]:
+    def _corpus_scope(self) -> dict | None:
+        """The chunks ``sync`` owns: all but those of registered streamed dumps (chunks of a
+        dump no longer registered count as stale, so a removal cut short is finished)."""
+        streams = list(self.stream_sources())
+        return {STREAM_KEY: {"$nin": streams}} if streams else None
+
+    def _absent(self, nodes: list["TextNode"]) -> list["TextNode"]:
+        """``nodes`` whose ids are not in the collection at all (a streamed dump may
+        already hold the same chunk: it is not embedded twice)."""
+        present: set[str] = set()
+        for i in range(0, len(nodes), PAGE):
+            ids = [n.node_id for n in nodes[i : i + PAGE]]
+            present.update(self.collection.get(ids=ids, include=[])["ids"])
+        return [n for n in nodes if n.node_id not in present]
+
+    def _existing_hashes(self, where: dict | None = None) -> dict[str, str]:
         have: dict[str, str] = {}
-        for page in self._pages(["metadatas"]):
+        for page in self._pages(["metadatas"], where=where):
             for cid, meta in zip(page["ids"], page["metadatas"]):
                 have[cid] = (meta or {}).get("paper_hash", "")
         return have
+
+    def update_metadata(self, nodes: list["TextNode"]) -> None:
+        """Replace the stored metadata of these chunks (fields they no longer have are
+        removed, so a paper that lost its categories stops matching them)."""
+        for i in range(0, len(nodes), ADD_BATCH):
+            batch = nodes[i : i + ADD_BATCH]
+            metas = [_flat(n) for n in batch]
+            for meta in metas:
+                meta.update({k: None for k in HIDDEN_KEYS if k not in meta})
+            self.collection.update(ids=[n.node_id for n in batch], metadatas=metas)
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
         if self._embedder is None:
@@ -350,10 +404,74 @@ class PaperIndex:
 
 
 def _flat(node: "TextNode") -> dict:
+    """A node's metadata as Chroma stores it (scalars and lists of strings)."""
     from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
-    meta = node_to_metadata_dict(node, remove_text=True, flat_metadata=True)
+    meta = node_to_metadata_dict(node, remove_text=True, flat_metadata=False)
     return {k: ("" if v is None else v) for k, v in meta.items()}
+
+
+_CHROMA_OPERATORS = {
+    "==": "$eq", "!=": "$ne", ">": "$gt", "<": "$lt", ">=": "$gte", "<=": "$lte",
+    "in": "$in", "nin": "$nin", "contains": "$contains",
+}
+
+
+def chroma_where(filters: "MetadataFilters | None") -> dict | None:
+    """llama-index metadata filters → a Chroma ``where`` clause.
+
+    Like llama-index's own translation, plus what list metadata needs: ``contains`` (the
+    list holds the value) and ``any`` (it holds one of the values), which Chroma 1.x
+    answers with ``$contains``; llama-index's ``ChromaVectorStore`` rejects both.
+
+    >>> from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+    >>> chroma_where(MetadataFilters(filters=[
+    ...     MetadataFilter(key="author_keys", value=["a smith", "b wu"], operator="any"),
+    ...     MetadataFilter(key="year", value=2021, operator=">=")]))["$and"]
+    [{'$or': [{'author_keys': {'$contains': 'a smith'}}, {'author_keys': {'$contains': 'b wu'}}]}, {'year': {'$gte': 2021}}]
+    """
+    from llama_index.core.vector_stores import MetadataFilters
+
+    if filters is None or not filters.filters:
+        return None
+    parts = []
+    for f in filters.filters:
+        if isinstance(f, MetadataFilters):
+            nested = chroma_where(f)
+            if nested:
+                parts.append(nested)
+        elif f.operator == "any":
+            values = list(f.value)
+            options = [{f.key: {"$contains": v}} for v in values]
+            parts.append(options[0] if len(options) == 1 else {"$or": options})
+        elif f.operator in _CHROMA_OPERATORS:
+            parts.append({f.key: {_CHROMA_OPERATORS[f.operator]: f.value}})
+        else:
+            raise StoreError(f"internal: the index cannot filter with '{f.operator}'")
+    if len(parts) == 1:
+        return parts[0]
+    return {"$or" if filters.condition == "or" else "$and": parts} if parts else None
+
+
+@lru_cache(maxsize=1)
+def _vector_store_class():  # noqa: ANN202
+    """``ChromaVectorStore`` whose queries translate filters with :func:`chroma_where`."""
+    from dataclasses import replace
+
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    class CitewiseChromaStore(ChromaVectorStore):
+        flat_metadata: bool = False  # chunks carry lists (categories, authors)
+
+        def query(self, query, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            if query.filters is not None:
+                where = chroma_where(query.filters)
+                query = replace(query, filters=None)
+                if where:
+                    kwargs["where"] = where
+            return super().query(query, **kwargs)
+
+    return CitewiseChromaStore
 
 
 def paper_from_metadata(meta: dict) -> Paper:
