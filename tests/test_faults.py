@@ -185,6 +185,7 @@ class AppProcess:
         self.port = free_port()
         self.lines: list[str] = []
         self.ready = threading.Event()
+        self.model_ready = threading.Event()  # the app serves before its model has loaded
         self.proc = subprocess.Popen(
             [sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(self.port),
              "--index-dir", str(index_dir)],
@@ -202,6 +203,8 @@ class AppProcess:
             self.lines.append(line)
             if "is running at" in line:
                 self.ready.set()
+            if line.startswith("Model ") and " ready on " in line:
+                self.model_ready.set()
 
     @property
     def url(self) -> str:
@@ -260,6 +263,7 @@ def test_app_killed_mid_answer_restarts_and_answers(tiny, small_app_index, seed_
 
     app = AppProcess(index_dir, env)
     try:
+        assert app.model_ready.wait(240), app.output[-3000:]  # so the kill lands mid-generation
         job = Client(app.url, verbose=False).submit(question, api_name="/ask")
         deadline = time.monotonic() + 120
         while job.status().code != Status.PROCESSING:
@@ -278,6 +282,7 @@ def test_app_killed_mid_answer_restarts_and_answers(tiny, small_app_index, seed_
 
     again = AppProcess(index_dir, env)
     try:
+        assert again.model_ready.wait(240), again.output[-3000:]
         result = Client(again.url, verbose=False).predict(question, api_name="/ask")
     finally:
         again.stop()
