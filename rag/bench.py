@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .compute_thread import run_on_compute_thread
 from .config import PROJECT_ROOT, Settings
 
 QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
@@ -57,12 +58,13 @@ def bench_ingest(settings: Settings, papers_limit: int | None = None) -> dict[st
     from .ingest import ingest
 
     embedder = load_embedder(settings)
-    embedder.get_text_embedding_batch(["warm up"])
+    run_on_compute_thread(embedder.get_text_embedding_batch, ["warm up"])  # where ingest runs torch
     papers = load_corpus(settings.corpus).papers[:papers_limit]
     texts = [n.get_content(metadata_mode=MetadataMode.EMBED)
              for n in chunk_papers(papers, settings.chunk_size, settings.chunk_overlap)]
     t = time.perf_counter()
-    embedder._model.encode(texts, batch_size=settings.embed_batch_size, normalize_embeddings=True)
+    run_on_compute_thread(embedder._model.encode, texts, batch_size=settings.embed_batch_size,
+                          normalize_embeddings=True)
     bare = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         corpus = settings.corpus

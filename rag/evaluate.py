@@ -20,6 +20,7 @@ from typing import Any
 
 from . import metrics as M
 from .citations import parse_citations, support_score
+from .compute_thread import run_on_compute_thread
 from .config import Settings
 from .errors import ConfigError, ModelError, QuestionError
 from .eval_questions import Question, load_questions
@@ -49,7 +50,7 @@ def make_judge(kind: str, pipeline: Any) -> M.Judge:
                          "--judge generator or --judge none, or a model available offline.") from None
 
     def nli(claim: str, evidence: str) -> float:
-        scores = classify({"text": evidence, "text_pair": claim}, truncation=True)
+        scores = run_on_compute_thread(classify, {"text": evidence, "text_pair": claim}, truncation=True)
         scores = scores[0] if scores and isinstance(scores[0], list) else scores
         for s in scores:
             if "entail" in s["label"].lower():

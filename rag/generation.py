@@ -11,10 +11,12 @@ import gc
 import threading
 import time
 import warnings
+from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
+from .compute_thread import run_on_compute_thread, submit
 from .config import Settings
 from .errors import ModelError, RagError
 from .models import ResolvedModel, discard_converted, resolve_model
@@ -202,7 +204,7 @@ class TransformersGenerator:
             with self._cache_lock:  # concurrent first calls wait for one load
                 lm = self._cache.get(self._key)
                 if lm is None:
-                    lm = self._cache[self._key] = _load(self.settings)
+                    lm = self._cache[self._key] = run_on_compute_thread(_load, self.settings)
         return lm
 
     @property
@@ -274,15 +276,14 @@ class TransformersGenerator:
                     failure.append(exc)
                     streamer.end()
 
-            worker = threading.Thread(target=work, name="citewise-generate", daemon=True)
-            worker.start()
+            done = submit(work)  # on the one thread that runs torch (see rag.compute_thread)
             try:
                 for piece in streamer:
                     if piece:
                         yield piece
             finally:
                 stop.set()
-                worker.join()
+                wait([done])
                 self.last_timing = control.timing(int(input_ids.shape[1]), t0)
             if failure:
                 exc = failure[0]
@@ -292,16 +293,23 @@ class TransformersGenerator:
         return "".join(self.stream(messages, max_new_tokens))
 
     def bare_generate(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, float, int]:
-        """Benchmark baseline: plain ``model.generate`` on the same prompt in the calling thread,
-        no streamer. Returns (text, seconds, new tokens); ``last_timing`` is left alone."""
+        """Benchmark baseline: plain ``model.generate`` on the same prompt, no streamer, no
+        stopping criteria, timed inside the compute thread (where torch always runs, see
+        ``rag.compute_thread``). Returns (text, seconds, new tokens); ``last_timing`` is left
+        alone."""
         import torch
 
         lm = self._loaded()
-        with lm.lock, torch.inference_mode():
+
+        @torch.inference_mode()
+        def bare() -> tuple[Any, float]:
             t0 = time.perf_counter()
-            input_ids = self._encode(lm, messages)
             out = lm.model.generate(**self._gen_kwargs(lm, input_ids, max_new_tokens))
-            seconds = time.perf_counter() - t0
+            return out, time.perf_counter() - t0
+
+        with lm.lock:
+            input_ids = self._encode(lm, messages)
+            out, seconds = run_on_compute_thread(bare)
         new = out[0, input_ids.shape[1]:]
         return lm.tokenizer.decode(new, skip_special_tokens=True), seconds, int(new.shape[0])
 
@@ -315,10 +323,15 @@ class TransformersGenerator:
         yes, no = yes - no, no - yes  # a token shared by both says nothing
         if not yes or not no:
             return 0.5
-        with lm.lock, torch.inference_mode():
-            logits = lm.model(input_ids=self._encode(lm, messages)).logits[0, -1].float()
-        probs = torch.softmax(logits, dim=-1)
-        p_yes, p_no = float(probs[list(yes)].sum()), float(probs[list(no)].sum())
+        input_ids = self._encode(lm, messages)
+
+        @torch.inference_mode()
+        def yes_no() -> tuple[float, float]:
+            probs = torch.softmax(lm.model(input_ids=input_ids).logits[0, -1].float(), dim=-1)
+            return float(probs[list(yes)].sum()), float(probs[list(no)].sum())
+
+        with lm.lock:
+            p_yes, p_no = run_on_compute_thread(yes_no)
         return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
 
 

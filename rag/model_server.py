@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import closing
 from typing import Any
 
+from .compute_thread import run_on_compute_thread
 from .config import Settings
 from .errors import ConfigError, RagError
 from .generation import REPETITION_PENALTY, TransformersGenerator
@@ -66,20 +67,25 @@ class ModelService:
 
     def next_token(self, messages: list[dict], top_n: int) -> dict:
         """The greedy next token (as ``generate`` picks it) and the top log-probabilities."""
+        lm = self.gen._loaded()  # noqa: SLF001 - same package: identical prompt encoding
+        with self.lock, lm.lock:  # taken here: the compute thread never waits for a lock
+            return run_on_compute_thread(self._next_token, lm, messages, top_n)
+
+    def _next_token(self, lm: Any, messages: list[dict], top_n: int) -> dict:
         import torch
 
-        gen, lm = self.gen, self.gen._loaded()  # noqa: SLF001 - same package: identical prompt encoding
-        with self.lock, lm.lock, torch.inference_mode():
+        gen = self.gen
+        with torch.inference_mode():
             ids = gen._encode(lm, messages)  # noqa: SLF001
             eos = gen._gen_kwargs(lm, ids, 1)["eos_token_id"] or []  # noqa: SLF001
             logits = lm.model(input_ids=ids).logits[0, -1].float()
-        logprobs, seen, penalized = torch.log_softmax(logits, dim=-1), ids[0].unique(), logits.clone()
-        penalized[seen] = torch.where(logits[seen] > 0, logits[seen] / REPETITION_PENALTY,
-                                      logits[seen] * REPETITION_PENALTY)  # as generate() does
-        choice, decode = int(penalized.argmax()), lm.tokenizer.decode
-        top = torch.topk(logprobs, max(top_n, 1)).indices.tolist()[:top_n]
-        entry = {i: {"token": (t := decode([i])), "logprob": float(logprobs[i]), "bytes": list(t.encode("utf-8"))}
-                 for i in (choice, *top)}
+            logprobs, seen, penalized = torch.log_softmax(logits, dim=-1), ids[0].unique(), logits.clone()
+            penalized[seen] = torch.where(logits[seen] > 0, logits[seen] / REPETITION_PENALTY,
+                                          logits[seen] * REPETITION_PENALTY)  # as generate() does
+            choice, decode = int(penalized.argmax()), lm.tokenizer.decode
+            top = torch.topk(logprobs, max(top_n, 1)).indices.tolist()[:top_n]
+            entry = {i: {"token": (t := decode([i])), "logprob": float(logprobs[i]),
+                         "bytes": list(t.encode("utf-8"))} for i in (choice, *top)}
         info, stop = {**entry[choice], "top_logprobs": [entry[i] for i in top]}, choice in eos
         return {"text": "" if stop else decode([choice], skip_special_tokens=True), "logprobs": {"content": [info]},
                 **_usage(int(ids.shape[1]), 1, "stop" if stop else "length")}

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .compute_thread import run_on_compute_thread
 from .config import Settings
 from .embedding import embedder_path, pick_embed_device
 
@@ -50,6 +51,9 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(os.cpu_count() or 1, 4)
         options.log_severity_level = 3
+        # Its threads would otherwise spin after each question, taking the cores from the
+        # model's prefill that follows at once.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self._wanted = {i.name for i in self._session.get_inputs()}
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -128,7 +132,7 @@ def _build(folder: Path, stem: Path, max_length: int, lower: bool) -> OnnxEncode
             return encoder
         graph.unlink(missing_ok=True)  # missing, stale or damaged: export again, once
         reference.unlink(missing_ok=True)
-        _export(folder, graph, reference)
+        run_on_compute_thread(_export, folder, graph, reference)  # torch: see rag.compute_thread
         if (encoder := _checked(folder, graph, reference, max_length, lower)) is not None:
             return encoder
         raise RuntimeError("the ONNX export disagrees with torch")

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .compute_thread import run_on_compute_thread
 from .config import Settings
 from .errors import QuestionError
 from .store import PaperIndex, paper_from_metadata
@@ -187,13 +188,13 @@ class Retriever:
         """The question's vector: ONNX Runtime on CPU when available, else the embedder."""
         if encoder := self.fast_encoder:
             return encoder(text)
-        return self.embedder.get_query_embedding(text)
+        return run_on_compute_thread(self.embedder.get_query_embedding, text)
 
     def embed_texts(self, texts: list[str]) -> list[list[float]]:
         """Vectors of a few short texts (answer sentences), by the fastest path."""
         if encoder := self.fast_encoder:
             return encoder.embed(texts)
-        return self.embedder.get_text_embedding_batch(texts)
+        return run_on_compute_thread(self.embedder.get_text_embedding_batch, texts)
 
     # --- the two retrievers ---------------------------------------------------------------
     def dense(

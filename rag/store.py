@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .chunking import HIDDEN_KEYS, chunk_papers
+from .compute_thread import run_on_compute_thread
 from .config import PROJECT_ROOT, Settings
 from .embedding import embedder_slug
 from .errors import StoreError
@@ -366,7 +367,7 @@ class PaperIndex:
             from .embedding import load_embedder
 
             self._embedder = load_embedder(self.settings)
-        return self._embedder.get_text_embedding_batch(texts)
+        return run_on_compute_thread(self._embedder.get_text_embedding_batch, texts)
 
     def _add(self, nodes: list["TextNode"], progress: bool, embed) -> None:  # noqa: ANN001
         if not nodes:

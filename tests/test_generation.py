@@ -370,3 +370,19 @@ def test_real_bundled_model_answers():
     assert g.generate(messages, 16) == "The capital of France is Paris."
     yes = g.yes_probability([{"role": "user", "content": "Is Paris the capital of France? Answer Yes or No."}])
     assert yes > 0.5
+
+
+def test_all_torch_work_runs_on_the_compute_thread(gen):
+    """Loading aside, generation, the judge's forward pass and the bare baseline all run
+    their forward passes on the compute thread, whichever thread asks (see rag.compute_thread)."""
+    threads: list[str] = []
+    hook = gen.model.register_forward_pre_hook(lambda *_: threads.append(threading.current_thread().name))
+    try:
+        list(gen.stream(MSGS, 4))
+        gen.yes_probability(MSGS)
+        gen.bare_generate(MSGS, 2)
+        runner = threading.Thread(target=lambda: list(gen.stream(MSGS, 2)))
+        runner.start(), runner.join()
+    finally:
+        hook.remove()
+    assert len(threads) >= 4 and set(threads) == {"citewise-compute"}
