@@ -4,6 +4,8 @@ Lexical and dense retrieval are complementary on scientific text (exact method n
 numbers vs paraphrase), so the default fuses both at the paper level: each retriever's
 chunk ranking becomes a paper ranking (a paper counts at its best chunk), and a paper's
 score is ``sum(1 / (rrf_k + rank))``, normalised so 1.0 means "first in every list".
+Filters are evaluated by Chroma on both sides: BM25 scores are masked to the chunk ids
+Chroma lets through, rather than each chunk's metadata being checked in Python.
 
 >>> hits = Retriever(index, settings).search("sparse interpretable codes", k=3)  # doctest: +SKIP
 >>> [h.title for h in hits][:1]                                                  # doctest: +SKIP
@@ -63,9 +65,9 @@ class Filters:
 
     def to_llama(self):  # noqa: ANN201
         """llama-index ``MetadataFilters`` (``None`` when empty). Categories and authors
-        use the ``any`` operator on list metadata, which BM25's filter evaluates as is;
-        for Chroma, translate with :meth:`to_chroma` (llama-index's own Chroma
-        translation has no list operator)."""
+        use the ``any`` operator on list metadata; :meth:`to_chroma` translates them for
+        Chroma (llama-index's own Chroma translation has no list operator), which
+        evaluates the filters for dense and BM25 search alike."""
         from llama_index.core.vector_stores import (
             FilterCondition,
             FilterOperator,
@@ -164,6 +166,7 @@ class Retriever:
         self._embedder = embedder
         self._bm25 = None
         self._bm25_count = -1
+        self._bm25_ids: list[str] = []  # chunk id of each BM25 document, in corpus order
         self._query_encoder: Any = None
         self._lock = threading.Lock()
 
@@ -224,14 +227,15 @@ class Retriever:
             return []
         if filters.is_empty():
             retriever = base
-        else:  # a filtered view sharing the same BM25 matrices
-            try:
-                retriever = BM25Retriever(
-                    existing_bm25=base.bm25, stemmer=base.stemmer,
-                    filters=filters.to_llama(), similarity_top_k=base.similarity_top_k,
-                )
-            except ValueError:  # every chunk filtered out
+        else:  # a view sharing the same BM25 matrices, masked to the chunks Chroma lets through
+            allowed = set(self.index.chunk_ids(filters.to_chroma()))
+            mask = [int(cid in allowed) for cid in self._bm25_ids]
+            if not any(mask):
                 return []
+            retriever = BM25Retriever(
+                existing_bm25=base.bm25, stemmer=base.stemmer,
+                corpus_weight_mask=mask, similarity_top_k=base.similarity_top_k,
+            )
         retriever.similarity_top_k = min(n, base.similarity_top_k)
         return [h for h in retriever.retrieve(query) if h.score > 0]
 
@@ -253,6 +257,7 @@ class Retriever:
                 )
                 # Let filtered views built on the same matrices find node metadata.
                 bm25.bm25.corpus = bm25.corpus
+                self._bm25_ids = [entry["node_id"] for entry in bm25.corpus]
                 self._bm25, self._bm25_count = bm25, count
             return self._bm25
 
