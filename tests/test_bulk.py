@@ -363,3 +363,12 @@ def test_100k_dump_with_a_kill_stays_flat_and_exact(tmp_path):
     expected, final, peak = _kill_resume_and_measure(tmp_path, SLOW_PAPERS)
     assert final == expected
     assert peak <= RSS_CEILING_MIB, peak
+
+
+def test_filtered_bm25_ranks_like_the_python_metadata_filter(tmp_path):
+    """scripts/bench_filters.py on a small dump: Chroma's filter + a score mask returns the
+    same BM25 ranking as llama-index's per-chunk metadata filter, for each kind of filter."""
+    result = _load_script("bench_filters").bench_filters(400, tmp_path)
+    assert result["chunks"] == 400
+    for name in ("category", "author", "year"):
+        assert result[name]["hits"] > 0 and result[name]["same_ranking"], (name, result[name])
