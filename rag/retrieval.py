@@ -166,7 +166,6 @@ class Retriever:
         self._embedder = embedder
         self._bm25 = None
         self._bm25_count = -1
-        self._bm25_ids: list[str] = []  # chunk id of each BM25 document, in corpus order
         self._query_encoder: Any = None
         self._lock = threading.Lock()
 
@@ -229,7 +228,7 @@ class Retriever:
             retriever = base
         else:  # a view sharing the same BM25 matrices, masked to the chunks Chroma lets through
             allowed = set(self.index.chunk_ids(filters.to_chroma()))
-            mask = [int(cid in allowed) for cid in self._bm25_ids]
+            mask = [int(entry["node_id"] in allowed) for entry in base.corpus]
             if not any(mask):
                 return []
             retriever = BM25Retriever(
@@ -257,7 +256,6 @@ class Retriever:
                 )
                 # Let filtered views built on the same matrices find node metadata.
                 bm25.bm25.corpus = bm25.corpus
-                self._bm25_ids = [entry["node_id"] for entry in bm25.corpus]
                 self._bm25, self._bm25_count = bm25, count
             return self._bm25
 
