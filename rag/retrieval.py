@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .compute_thread import run_on_compute_thread
 from .config import Settings
@@ -157,6 +157,14 @@ def papers_in_order(hits: list["NodeWithScore"]) -> list[str]:
     return list(seen)
 
 
+class _BM25Index(NamedTuple):
+    """The BM25 retriever over every chunk, with the chunk id of each of its documents in
+    corpus order (built together, so a filter mask always lines up with the matrices)."""
+
+    retriever: Any  # llama-index BM25Retriever
+    chunk_ids: list[str]
+
+
 class Retriever:
     """Hybrid, dense-only or BM25-only paper retrieval over one ``PaperIndex``."""
 
@@ -221,14 +229,15 @@ class Retriever:
     def bm25(self, query: str, n: int, filters: Filters):  # noqa: ANN201
         from llama_index.retrievers.bm25 import BM25Retriever
 
-        base = self._bm25_retriever()
-        if base is None:
+        keyword = self._bm25_index()
+        if keyword is None:
             return []
+        base = keyword.retriever
         if filters.is_empty():
             retriever = base
         else:  # a view sharing the same BM25 matrices, masked to the chunks Chroma lets through
             allowed = set(self.index.chunk_ids(filters.to_chroma()))
-            mask = [int(entry["node_id"] in allowed) for entry in base.corpus]
+            mask = [int(cid in allowed) for cid in keyword.chunk_ids]
             if not any(mask):
                 return []
             retriever = BM25Retriever(
@@ -238,7 +247,7 @@ class Retriever:
         retriever.similarity_top_k = min(n, base.similarity_top_k)
         return [h for h in retriever.retrieve(query) if h.score > 0]
 
-    def _bm25_retriever(self):  # noqa: ANN202
+    def _bm25_index(self) -> _BM25Index | None:
         """Built from the index's chunks; rebuilt when the index changed size."""
         with self._lock:
             count = self.index.count()
@@ -256,7 +265,8 @@ class Retriever:
                 )
                 # Let filtered views built on the same matrices find node metadata.
                 bm25.bm25.corpus = bm25.corpus
-                self._bm25, self._bm25_count = bm25, count
+                ids = [entry["node_id"] for entry in bm25.corpus]
+                self._bm25, self._bm25_count = _BM25Index(bm25, ids), count
             return self._bm25
 
     # --- fusion ------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def bench_filters(n: int, workdir: Path) -> dict:
     index = PaperIndex(settings, embedder=vectors)
     retriever = Retriever(index, settings, embedder=vectors)
     t = time.perf_counter()
-    base = retriever._bm25_retriever()  # noqa: SLF001 - the shared BM25 matrices
+    base = retriever._bm25_index().retriever  # noqa: SLF001 - the shared BM25 matrices
     out = {"chunks": index.count(), "bm25_build_s": round(time.perf_counter() - t, 1)}
     # The query is the start of one paper's abstract; each filter lets that paper through.
     paper = json.loads(next(iter(dump.open(encoding="utf-8"))))
