@@ -232,19 +232,20 @@ class Retriever:
         keyword = self._bm25_index()
         if keyword is None:
             return []
-        base = keyword.retriever
-        if filters.is_empty():
-            retriever = base
-        else:  # a view sharing the same BM25 matrices, masked to the chunks Chroma lets through
+        # A view per call sharing the BM25 matrices: its own top-k (the shared retriever is
+        # never mutated, so concurrent or earlier searches with another n cannot leak into
+        # this one) and, with filters, scores masked to the chunks Chroma lets through.
+        mask = None
+        if not filters.is_empty():
             allowed = set(self.index.chunk_ids(filters.to_chroma()))
             mask = [int(cid in allowed) for cid in keyword.chunk_ids]
             if not any(mask):
                 return []
-            retriever = BM25Retriever(
-                existing_bm25=base.bm25, stemmer=base.stemmer,
-                corpus_weight_mask=mask, similarity_top_k=base.similarity_top_k,
-            )
-        retriever.similarity_top_k = min(n, base.similarity_top_k)
+        base = keyword.retriever
+        retriever = BM25Retriever(
+            existing_bm25=base.bm25, stemmer=base.stemmer, corpus_weight_mask=mask,
+            similarity_top_k=max(1, min(n, len(keyword.chunk_ids))),
+        )
         return [h for h in retriever.retrieve(query) if h.score > 0]
 
     def _bm25_index(self) -> _BM25Index | None:
