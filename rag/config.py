@@ -24,6 +24,7 @@ LARGE_MODEL = "bundled:qwen2.5-coder-1.5b"
 DEFAULT_EMBEDDER = "bundled:all-MiniLM-L6-v2"
 
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
+Fusion = Literal["convex", "rrf"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 
 
@@ -91,6 +92,14 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, ge=1, le=50, description="Papers retrieved per question.")
     retrieval_mode: RetrievalMode = Field(
         default="hybrid", description="hybrid (dense + BM25 fused), dense or bm25."
+    )
+    fusion: Fusion = Field(
+        default="convex",
+        description="How hybrid mode fuses the two retrievers per paper: convex (weighted "
+        "sum of cosine similarity and max-normalised BM25) or rrf (reciprocal rank fusion).",
+    )
+    dense_weight: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Weight of the dense side in convex fusion."
     )
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
     candidates: int = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.errors import QuestionError
-from rag.retrieval import Filters, Retriever, rrf
+from rag.retrieval import Filters, Retriever, convex, rrf
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,21 @@ def test_rrf_values():
     assert scores["b"] == pytest.approx(1 / 62 + 1 / 61)
 
 
+@pytest.mark.parametrize(
+    "dense, keyword, weight, expected",
+    [
+        ({"a": 0.6, "b": 0.5}, {"b": 12.0, "c": 6.0}, 0.5, {"a": 0.3, "b": 0.75, "c": 0.25}),
+        ({"a": 0.6, "b": 0.5}, {"b": 12.0}, 1.0, {"a": 0.6, "b": 0.5}),  # dense alone
+        ({"a": 0.6}, {"a": 3.0, "b": 6.0}, 0.0, {"a": 0.5, "b": 1.0}),  # BM25 alone
+        ({"a": -0.2}, {}, 0.5, {"a": 0.0}),  # negative cosine counts as 0; no BM25 hits
+        ({}, {"a": 0.0}, 0.5, {"a": 0.0}),  # an all-zero BM25 side does not divide by 0
+        ({}, {}, 0.5, {}),
+    ],
+)
+def test_convex_table(dense, keyword, weight, expected):
+    assert convex(dense, keyword, weight) == pytest.approx(expected)
+
+
 @pytest.fixture(scope="module")
 def retriever(seed_index, seed_settings, embedder):
     return Retriever(seed_index, seed_settings, embedder)
@@ -49,6 +64,16 @@ def retriever(seed_index, seed_settings, embedder):
 def test_finds_the_paper(retriever, query, title_start, mode):
     hits = retriever.search(query, k=5, mode=mode)
     assert any(h.title.startswith(title_start) for h in hits), [h.title for h in hits]
+
+
+@pytest.mark.parametrize("fusion", ["convex", "rrf"])
+def test_both_fusions_rank_papers_in_0_to_1(seed_index, seed_settings, embedder, fusion):
+    settings = seed_settings.model_copy(update={"fusion": fusion})
+    hits = Retriever(seed_index, settings, embedder).search(
+        "quantizing hidden states into a small set of discrete vector codes", k=5)
+    assert hits[0].title.startswith("Codebook Features")
+    assert all(0.0 <= h.score <= 1.0 for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
 def test_results_are_distinct_numbered_papers(retriever, seed_papers):
