@@ -24,7 +24,7 @@ from .conversation import clean_question, standalone_question
 from .evidence import pool_evidence
 from .prompts import NOT_FOUND, REFUSAL, answer_messages, judge_messages
 from .retrieval import Filters, Retriever
-from .short_answers import expand_short_answer
+from .short_answers import expand_short_answer, yes_no_evidence
 from .types import Answer, Source, Status, Token
 
 Event = Status | Token | Answer
@@ -144,10 +144,9 @@ class Pipeline:
         if not draft or NOT_FOUND in draft.upper():
             answer = self._refusal(question, sources, "the model found no answer")
         else:
-            grounded = expand_short_answer(draft, query, lines)
-            verified = verify_answer(
-                grounded, sources, self.settings.min_support, embed=self._embed(), judge=self._judge()
-            )
+            verified = self._verify(expand_short_answer(draft, query, lines), sources)
+            if not verified.kept_text.strip() and (fallback := yes_no_evidence(draft, query, lines)):
+                verified = self._verify(fallback, sources)
             if not verified.citations or not verified.kept_text.strip():
                 answer = self._refusal(question, sources, "no sentence survived verification")
             elif self._off_question(query, verified.kept_text):
@@ -177,6 +176,10 @@ class Pipeline:
             return False
         sims = [s.similarity for s in sources if s.similarity is not None]
         return not sims or max(sims) >= self.settings.min_similarity
+
+    def _verify(self, text: str, sources: list[Source]):  # noqa: ANN202
+        return verify_answer(text, sources, self.settings.min_support, embed=self._embed(),
+                             judge=self._judge())
 
     def _off_question(self, question: str, answer: str) -> bool:
         """True when the answer's similarity to the question is below the setting."""

@@ -1,5 +1,6 @@
 """Short answers made whole: a bare value the model copied from the evidence ("83.0%",
-"Over 93.8%", "[1] 410M") becomes the evidence sentence it was copied from, cited.
+"Over 93.8%", "[1] 410M") becomes the evidence sentence it was copied from, cited; a bare
+"Yes."/"No." to a yes/no question becomes the evidence sentence that bears on it.
 
 A small model often answers a "what accuracy / how many" question with the value alone.
 That is not a sentence the verifier can check against an abstract, and refusing it throws
@@ -22,6 +23,11 @@ from collections.abc import Sequence
 from .sentences import CITATION_MARKER
 
 MAX_WORDS = 6
+_AUXILIARY = ("is|are|was|were|do|does|did|can|could|has|have|had|will|would|should|may|might|"
+              "must")
+# The main clause opens with an auxiliary: "Does X ...?", "When X, do Y ...?" (not "What ...").
+_YES_NO_QUESTION = re.compile(rf"^(?:[^,?]*,\s*)?(?:{_AUXILIARY})\b[^?]*\??$", re.I)
+_YES_NO_DRAFT = re.compile(r"^\W*(yes|no)\b", re.I)
 _COUNT = re.compile(r"\bhow (?:many|much|long)\b", re.I)
 _SHARE = re.compile(r"\b(?:accuracy|percent(?:age)?|share|proportion|fraction|rate|%)\b", re.I)
 
@@ -51,4 +57,35 @@ def expand_short_answer(draft: str, question: str, lines: Sequence[tuple[int, st
     if len(hits) != 1:
         return draft
     ((number, sentence),) = hits
+    return f"{' '.join(sentence.split())} [{number}]"
+
+
+def is_yes_no_question(question: str) -> bool:
+    """Whether ``question`` asks for a yes or a no rather than a what/which/how.
+
+    >>> is_yes_no_question("When models learn in context, do RNNs keep up?"), is_yes_no_question("What is it?")
+    (True, False)
+    """
+    return bool(_YES_NO_QUESTION.match(" ".join(question.split())))
+
+
+def yes_no_evidence(draft: str, question: str, lines: Sequence[tuple[int, str]]) -> str | None:
+    """For a yes/no ``question`` whose ``draft`` opens with a bare "Yes"/"No" that did not
+    survive verification: the most relevant evidence line (``lines[0]``, as ranked by
+    ``rag.evidence.pool_evidence``), verbatim and cited; otherwise ``None``.
+
+    A small model often answers a yes/no question with "Yes." or with "Yes," plus the
+    question reworded, neither of which an abstract can be checked against. The evidence
+    sentence is the grounded answer; the model's yes or no is left out, because it is the
+    part that cannot be verified.
+
+    >>> yes_no_evidence("[2] Yes.", "Can RNNs count?", [(2, "RNNs learn to count."), (1, "No.")])
+    'RNNs learn to count. [2]'
+    >>> yes_no_evidence("Yes.", "Which RNN counts?", [(2, "RNNs learn to count.")]) is None
+    True
+    """
+    body = CITATION_MARKER.sub(" ", draft or "")
+    if not lines or not _YES_NO_DRAFT.match(body) or not is_yes_no_question(question):
+        return None
+    number, sentence = lines[0]
     return f"{' '.join(sentence.split())} [{number}]"

@@ -181,3 +181,24 @@ def test_true_but_off_question_answer_is_refused(make_pipeline):
     assert off.refused and off.refusal_reason == "the answer does not address the question"
     kept = make_pipeline(ScriptedGenerator("Sit, Lie Down [1]."), min_answer_relevance=-1.0).ask(question)
     assert not kept.refused
+
+
+def test_bare_yes_to_a_yes_no_question_becomes_the_evidence_sentence(make_pipeline, seed_papers):
+    """"Yes." cannot be checked against an abstract; the evidence sentence that bears on the
+    question can, so that is the answer (verbatim, cited). The model's yes is not kept."""
+    question = ("Is there a way to train message-passing models on graphs layer by layer without "
+                "backpropagation and without having to generate negative samples?")
+    for draft in ("Yes.", "[1] Yes, there is a way to train message-passing models on graphs."):
+        answer = make_pipeline(ScriptedGenerator(draft)).ask(question)
+        assert not answer.refused, answer.to_dict()
+        assert answer.citations[0].title == "Forward Learning of Graph Neural Networks"
+        sentence, marker = answer.text.rsplit(" [", 1)
+        cited = next(p for p in seed_papers if p.title == answer.citations[0].title)
+        assert sentence in cited.abstract and not sentence.lower().startswith("yes")
+    # not a yes/no question: a bare "Yes." stays a refusal
+    which = "Which method trains message-passing models on graphs layer by layer without backpropagation?"
+    assert make_pipeline(ScriptedGenerator("Yes.")).ask(which).refused
+    # a yes that verification keeps is left as the model wrote it
+    draft = "Yes, ForwardGNN makes it possible to operate without generating negative inputs [1]."
+    kept = make_pipeline(ScriptedGenerator(draft)).ask(question)
+    assert kept.text == draft, kept.to_dict()

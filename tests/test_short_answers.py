@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.short_answers import expand_short_answer
+from rag.short_answers import expand_short_answer, is_yes_no_question, yes_no_evidence
 
 LINES = [
     (1, "Our CIFAR-10 model achieves a test error rate of 3.65, which is 0.09 percent better."),
@@ -33,3 +33,35 @@ LINES = [
 ])
 def test_expand_short_answer(draft: str, question: str, expected: str) -> None:
     assert expand_short_answer(draft, question, LINES) == expected
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("Does a network trained to predict the next token learn parts of speech?", True),
+    ("Is there a way to train GNNs without backpropagation?", True),
+    ("When sequence models learn Boolean functions in context, do attention-free models keep up?", True),
+    ("Can very deep networks match ResNets without identity shortcuts", True),
+    ("What test error did the network reach?", False),
+    ("Which papers build on CTC alignments?", False),
+    ("When a classifier is run with huge learning rates, what algorithm does it turn into?", False),
+    ("How many GPU-hours did it take?", False),
+    ("Isolation forests: what do they detect?", False),
+])
+def test_is_yes_no_question(question: str, expected: bool) -> None:
+    assert is_yes_no_question(question) is expected
+
+
+@pytest.mark.parametrize(("draft", "question", "expected"), [
+    ("Yes.", "Does it get 3.65?", "Our CIFAR-10 model achieves a test error rate of 3.65, which is 0.09 percent better. [1]"),
+    ("[2] No, it does not.", "Is it fast?", "Our CIFAR-10 model achieves a test error rate of 3.65, which is 0.09 percent better. [1]"),
+    ("No", "Can it count?", "Our CIFAR-10 model achieves a test error rate of 3.65, which is 0.09 percent better. [1]"),
+    # not a bare yes/no, or not a yes/no question: nothing to offer
+    ("It gets 3.65 [1].", "Does it get 3.65?", None),
+    ("Yesterday it ran.", "Did it run?", None),
+    ("Yes.", "What test error?", None),
+])
+def test_yes_no_evidence(draft: str, question: str, expected: str | None) -> None:
+    assert yes_no_evidence(draft, question, LINES) == expected
+
+
+def test_yes_no_evidence_needs_evidence() -> None:
+    assert yes_no_evidence("Yes.", "Does it work?", []) is None
