@@ -24,14 +24,14 @@ log = logging.getLogger(__name__)
 
 #: Questions the seed corpus answers (from eval/questions.jsonl), offered as examples.
 EXAMPLES = [
-    'What test accuracy and frame rate did the embedded classifier that recognizes "sit", '
-    '"stand" and "lie down" for an automatic pet-treat dispenser achieve?',
+    "What CIFAR-10 test error rate did the architecture designed by a recurrent controller "
+    "trained with policy-gradient rewards achieve?",
     "Is there an image classification architecture that uses neither convolutions nor "
     "attention, and how does it mix information?",
     "Which simple training principle fits a network on convex combinations of pairs of "
     "examples and of their labels, and what benefits were reported?",
-    "How certain were state-of-the-art image classifiers when they labelled synthetic pictures "
-    "that look like meaningless patterns to people as familiar objects?",
+    "What identification accuracy did convolutional networks reach on the 3.2-million-image "
+    "Snapshot Serengeti wildlife photo collection?",
 ]
 MODES = ["hybrid", "dense", "bm25"]
 TABLE_HEADERS = ["Title", "Date", "Upvotes", "Authors", "Relevance"]

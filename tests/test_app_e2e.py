@@ -24,7 +24,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ANSWER_TIMEOUT_MS = 15 * 60 * 1000  # a shared 2-core CPU can be very slow
-NUMERIC = "q048"  # the pet-treat dispenser: "up to 92% test accuracy at 39 frames per second"
+NUMERIC = "q050"  # neural architecture search: "a test error rate of 3.65" on CIFAR-10
 HOSTILE = [  # hostile text in a title and an abstract; each payload would set window.__xss
     {"title": 'HostileNet <img src=x onerror="window.__xss=1">', "published": "2024-01-02",
      "upvotes": 7, "n_authors": 3,
@@ -159,7 +159,7 @@ def ask_in_page(page, url: str, question: str | None = None) -> None:  # noqa: A
     if question:
         box.fill(question)
     else:
-        page.get_by_role("button", name="What test accuracy and frame rate").click()
+        page.get_by_role("button", name="What CIFAR-10 test error rate").click()
         page.wait_for_function("() => document.querySelector('#cw-question textarea').value")
     page.evaluate("""() => {  // note whether a streamed draft was ever shown
         window.__sawDraft = false;
