@@ -20,19 +20,15 @@ Chroma lets through, rather than each chunk's metadata being checked in Python.
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from .compute_thread import run_on_compute_thread
 from .config import Settings
 from .errors import QuestionError
 from .store import PaperIndex, paper_from_metadata
 from .types import Source
-
-if TYPE_CHECKING:  # pragma: no cover
-    from llama_index.core.schema import NodeWithScore
 
 
 @dataclass(frozen=True)
@@ -168,14 +164,6 @@ def paper_of(chunk_id: str) -> str:
     return chunk_id.rsplit("#", 1)[0]
 
 
-def papers_in_order(hits: list["NodeWithScore"]) -> list[str]:
-    """The distinct paper ids of a chunk ranking, each at its best chunk."""
-    seen: dict[str, None] = {}
-    for hit in hits:
-        seen.setdefault(hit.node.metadata["paper_id"], None)
-    return list(seen)
-
-
 class _BM25Index(NamedTuple):
     """The BM25 retriever over every chunk, with the chunk id of each of its documents in
     corpus order (built together, so a filter mask always lines up with the matrices)."""
@@ -306,27 +294,23 @@ class Retriever:
         mode = mode or self.settings.retrieval_mode
         filters = filters or Filters()
         n = max(self.settings.candidates, k * 4)
-        rankings: list[list[str]] = []
         best: dict[str, str] = {}  # paper id -> id of its best chunk (dense first)
         similarity: dict[str, float] = {}  # paper id -> best chunk cosine
         keyword: dict[str, float] = {}  # paper id -> best chunk BM25 score
         if mode in ("hybrid", "dense"):
-            ranking = []
             for cid, sim in self.dense(query, n, filters, query_embedding):
                 pid = paper_of(cid)
-                if pid not in best:
-                    best[pid] = cid
-                    ranking.append(pid)
+                best.setdefault(pid, cid)
                 similarity[pid] = max(similarity.get(pid, -1.0), sim)
-            rankings.append(ranking)
         if mode in ("hybrid", "bm25"):
-            hits = self.bm25(query, n, filters)
-            for h in hits:
+            for h in self.bm25(query, n, filters):
                 pid = h.node.metadata["paper_id"]
                 best.setdefault(pid, h.node.node_id)
                 keyword[pid] = max(keyword.get(pid, 0.0), float(h.score))
-            rankings.append(papers_in_order(hits))
         if self.settings.fusion == "rrf":
+            # Each side's paper ranking, best first (ties keep retrieval order).
+            rankings = [sorted(side, key=side.__getitem__, reverse=True) for name, side in
+                        (("dense", similarity), ("bm25", keyword)) if mode in ("hybrid", name)]
             ceiling = len(rankings) / (self.settings.rrf_k + 1)  # first in every list
             fused = {pid: s / ceiling for pid, s in rrf(rankings, self.settings.rrf_k).items()}
         else:
