@@ -70,9 +70,10 @@ def is_yes_no_question(question: str) -> bool:
 
 
 def yes_no_evidence(draft: str, question: str, lines: Sequence[tuple[int, str]]) -> str | None:
-    """For a yes/no ``question`` whose ``draft`` opens with a bare "Yes"/"No" that did not
-    survive verification: the most relevant evidence line (``lines[0]``, as ranked by
-    ``rag.evidence.pool_evidence``), verbatim and cited; otherwise ``None``.
+    """For a yes/no ``question`` whose ``draft`` opens with "Yes"/"No": the most relevant
+    evidence line (``lines[0]``, as ranked by ``rag.evidence.pool_evidence``), verbatim and
+    cited; otherwise ``None``. The pipeline asks for it only when the draft itself did not
+    survive verification.
 
     A small model often answers a yes/no question with "Yes." or with "Yes," plus the
     question reworded, neither of which an abstract can be checked against. The evidence
