@@ -3,7 +3,8 @@
 One JSON object per line with ``id``, ``question``, ``type`` (``single``, ``numeric``,
 ``multi`` or ``unanswerable``), ``gold_titles``, ``evidence`` (sentences copied verbatim from
 the gold abstracts), ``answer`` (``NOT_IN_CORPUS`` when unanswerable), ``keywords`` (what a
-correct answer must contain) and an optional ``note``.
+correct answer must contain), ``split`` (``dev``, tuned on, or ``test``, frozen and only
+reported) and an optional ``note``.
 
 >>> q = Question("q1", "Who?", "unanswerable", [], [], NOT_IN_CORPUS, [])
 >>> question_stats([q])["unanswerable"]
@@ -24,6 +25,8 @@ from rag.errors import CorpusError
 
 NOT_IN_CORPUS = "NOT_IN_CORPUS"
 QUESTION_TYPES = ("single", "numeric", "multi", "unanswerable")
+#: ``dev``: tune on it; ``test``: frozen, reported, never looked at while tuning.
+SPLITS = ("dev", "test")
 _TEXT_FIELDS = ("id", "question", "type", "answer")
 _LIST_FIELDS = ("gold_titles", "evidence", "keywords")
 
@@ -40,6 +43,7 @@ class Question:
     answer: str
     keywords: list[str]
     note: str | None = None
+    split: str = "dev"
 
     @property
     def answerable(self) -> bool:
@@ -65,11 +69,16 @@ def _question_from(record: Any, where: str) -> Question:
                           f"{', '.join(QUESTION_TYPES)}")
     if (note := record.get("note")) is not None and not isinstance(note, str):
         raise CorpusError(f"{where}: 'note' must be a string when given")
-    return Question(**{k: record[k] for k in _TEXT_FIELDS + _LIST_FIELDS}, note=note)
+    if (split := record.get("split", "dev")) not in SPLITS:
+        raise CorpusError(f"{where}: invalid split {split!r}; use one of {', '.join(SPLITS)}")
+    return Question(**{k: record[k] for k in _TEXT_FIELDS + _LIST_FIELDS}, note=note, split=split)
 
 
-def load_questions(path: str | Path) -> list[Question]:
-    """Questions of a JSON-lines file, in file order (blank lines are skipped)."""
+def load_questions(path: str | Path, split: str | None = None) -> list[Question]:
+    """Questions of a JSON-lines file, in file order (blank lines are skipped); only those of
+    ``split`` (``dev`` or ``test``) when it is given."""
+    if split is not None and split not in SPLITS:
+        raise CorpusError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -86,7 +95,7 @@ def load_questions(path: str | Path) -> list[Question]:
             raise CorpusError(f"{where}: not valid JSON ({e.msg}); write one JSON object "
                               "per line") from None
         questions.append(_question_from(record, where))
-    return questions
+    return [q for q in questions if split is None or q.split == split]
 
 
 def _squash(text: str) -> str:  # whitespace-normalised

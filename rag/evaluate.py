@@ -14,33 +14,69 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from . import metrics as M
-from .citations import parse_citations, support_score
+from .citations import citations_removed, parse_citations, support_score
 from .compute_thread import run_on_compute_thread
 from .config import Settings
 from .errors import ConfigError, ModelError, QuestionError
 from .eval_questions import Question, load_questions
-from .prompts import judge_messages
+from .prompts import answers_messages, judge_messages
 from .store import portable_path
 
 SYSTEMS = ("citewise", "baseline")
+LARGE_JUDGE = "bundled:qwen2.5-coder-1.5b"  # the evaluation's judge when it is installed
 PLOTTED = ("accuracy", "faithfulness", "citation_recall", "retrieval_recall_at_k")
 TYPE_COLUMNS = ("retrieval_recall_at_k", "citation_precision", "citation_recall", "faithfulness",
                 "keyword_all", "refusal_recall", "accuracy")
 
 
 # --- judges ----------------------------------------------------------------------------------
-def make_judge(kind: str, pipeline: Any) -> M.Judge:
-    """``generator``: the local model's P(yes); ``none``: the lexical ``support_score``;
-    anything else: a Hugging Face NLI model id or folder (entailment probability)."""
+@dataclass
+class Judges:
+    """``support(claim, evidence)``: P(the evidence states the claim); ``answers(question,
+    answer)``: P(the answer gives what the question asks for), or ``None`` (not measured);
+    ``name``: what judged, for the report."""
+
+    support: M.Judge
+    answers: M.Judge | None
+    name: str
+
+
+def judge_generator(judge_model: str | None, pipeline: Any) -> Any:
+    """The model that judges: ``judge_model`` (``None``: the pipeline's own generator;
+    ``auto``: the bundled 1.5B model when it is installed, else the pipeline's generator)."""
+    from .generation import make_generator
+    from .models import BUNDLED, bundled_parts
+
+    if not judge_model:
+        return pipeline.generator
+    if judge_model == "auto":
+        try:
+            bundled_parts(BUNDLED[LARGE_JUDGE])
+            judge_model = LARGE_JUDGE
+        except ModelError:
+            return pipeline.generator
+    if judge_model == pipeline.settings.model and not pipeline.settings.openai_url:
+        return pipeline.generator
+    return make_generator(pipeline.settings.with_overrides(model=judge_model, openai_url=None))
+
+
+def make_judge(kind: str, pipeline: Any, judge_model: str | None = None) -> Judges:
+    """``generator``: a local model's P(yes) (``judge_model``, see ``judge_generator``) for both
+    questions; ``none``: the lexical ``support_score`` and no answer judge; anything else: a
+    Hugging Face NLI model id or folder (entailment probability) and no answer judge."""
     if kind == "generator":
-        return lambda claim, evidence: pipeline.generator.yes_probability(judge_messages(claim, evidence))
+        gen = judge_generator(judge_model, pipeline)
+        return Judges(lambda claim, evidence: gen.yes_probability(judge_messages(claim, evidence)),
+                      lambda question, answer: gen.yes_probability(answers_messages(question, answer)),
+                      f"generator ({gen.name})")
     if kind == "none":
-        return lambda claim, evidence: support_score(claim, evidence).score
+        return Judges(lambda claim, evidence: support_score(claim, evidence).score, None, "none (lexical)")
     try:
         from transformers import pipeline as hf_pipeline
 
@@ -57,7 +93,7 @@ def make_judge(kind: str, pipeline: Any) -> M.Judge:
                 return float(s["score"])
         raise ModelError(f"The NLI judge {kind!r} has no 'entailment' label ({[s['label'] for s in scores]}).")
 
-    return nli
+    return Judges(nli, None, kind)
 
 
 # --- answering -------------------------------------------------------------------------------
@@ -70,7 +106,7 @@ def citewise_answer(pipeline: Any, question: str) -> dict[str, Any]:
             "sources": [{"title": s.title, "abstract": s.abstract} for s in a.sources]}
 
 
-def predict(q: Question, run: dict[str, Any], judge: M.Judge | None) -> dict[str, Any]:
+def predict(q: Question, run: dict[str, Any], judges: Judges | None) -> dict[str, Any]:
     """One ``predictions.jsonl`` record: the answer, its citations and per-sentence verdicts.
 
     ``[n]`` cites ``run["sources"][n - 1]``; a number with no source becomes the title
@@ -81,16 +117,20 @@ def predict(q: Question, run: dict[str, Any], judge: M.Judge | None) -> dict[str
         cited += [titles[n - 1] if 1 <= n <= len(sources) else f"[{n}] (no such source)" for n in nums]
         used = {titles[n - 1]: sources[n - 1]["abstract"] for n in nums if 1 <= n <= len(sources)}
         evidence = "\n\n".join(f"{t}. {abstract}" for t, abstract in used.items())
-        sentences.append({"text": text, "citations": nums, **M.judge_sentence(text, evidence, judge)})
-    record = {"id": q.id, "type": q.type, "question": q.question, "answer": run["answer"],
+        support = judges.support if judges else None
+        sentences.append({"text": text, "citations": nums, **M.judge_sentence(text, evidence, support)})
+    record = {"id": q.id, "split": q.split, "type": q.type, "question": q.question, "answer": run["answer"],
               "refused": run["refused"], "cited_titles": list(dict.fromkeys(cited)),
               "retrieved_titles": list(dict.fromkeys(titles)), "seconds": round(run["seconds"], 3),
               "sentences": sentences, "gold_titles": q.gold_titles, "keywords": q.keywords}
     record.update({k: run[k] for k in ("raw_answer", "refusal_reason", "error") if run.get(k)})
+    if judges and judges.answers and q.answerable and not run["refused"] and run["answer"].strip():
+        p = min(max(float(judges.answers(q.question, citations_removed(run["answer"]))), 0.0), 1.0)
+        record.update(answers_p=round(p, 4), answers_question=p >= M.THRESHOLD)
     return record
 
 
-def answer_all(pipeline: Any, questions: list[Question], system: str, judge: M.Judge | None,
+def answer_all(pipeline: Any, questions: list[Question], system: str, judge: Judges | None,
                progress: bool = True) -> list[dict[str, Any]]:
     """Every question through ``system``, with a progress bar."""
     from tqdm import tqdm
@@ -117,7 +157,8 @@ def write_run(out_dir: Path, items: list[dict], info: dict[str, Any], k: int) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(i, ensure_ascii=False) + "\n" for i in items)
-    data = {**M.summarize(items, k), "per_type": M.per_type(items, k), "run": info}
+    data = {**M.summarize(items, k), "per_type": M.per_type(items, k),
+            "per_split": M.per_split(items, k), "run": info}
     (out_dir / "metrics.json").write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
     write_report(out_dir, [(info["system"], data, items)])
     return data
@@ -212,7 +253,7 @@ def write_report(out_dir: Path, runs: list[tuple[str, dict, list[dict]]]) -> Non
         cells = [M.format_value(key, v) for v in vals] + ([_delta(key, *vals)] if len(runs) == 2 else [])
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {definition} |")
     counts = ", ".join(f"{k}={runs[0][1].get(k)}" for k in M.COUNTS)
-    lines += ["", f"Counts ({names[0]}): {counts}.", "", "## By question type", ""]
+    lines += ["", f"Counts ({names[0]}): {counts}.", ""] + _split_table(runs) + ["## By question type", ""]
     for name, data, _ in runs:
         lines += [f"**{name}**", "", "| Type | n | " + " | ".join(M.DEFINITIONS[k][0] for k in TYPE_COLUMNS) + " |",
                   "|" + "---|" * (len(TYPE_COLUMNS) + 2)]
@@ -225,6 +266,20 @@ def write_report(out_dir: Path, runs: list[tuple[str, dict, list[dict]]]) -> Non
         others = [(name, ids[item["id"]]) for (name, _, _), ids in zip(runs[1:], by_id) if item["id"] in ids]
         lines += _example(item, others)
     (out_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _split_table(runs: list[tuple[str, dict, list[dict]]]) -> list[str]:
+    """Every metric per split (dev: tuned on; test: frozen), each run's splits side by side."""
+    cols = [(name, split, m) for name, data, _ in runs for split, m in data.get("per_split", {}).items()]
+    if len({split for _, split, _ in cols}) < 2:
+        return []
+    lines = ["## Dev and test splits", "",
+             "`dev` is what the pipeline was tuned on; `test` was frozen before tuning and only reported.",
+             "", "| Metric | " + " | ".join(f"{n} {sp} (n={m['n_items']})" for n, sp, m in cols) + " |",
+             "|" + "---|" * (len(cols) + 1)]
+    for key, (label, _) in M.DEFINITIONS.items():
+        lines.append(f"| {label} | " + " | ".join(M.format_value(key, m.get(key)) for _, _, m in cols) + " |")
+    return lines + [""]
 
 
 def compare_runs(dir_a: str | Path, dir_b: str | Path) -> str:
@@ -240,8 +295,10 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path) -> str:
 # --- entry points ------------------------------------------------------------------------------
 def run_eval(settings: Settings, questions_path: str | Path, out_dir: str | Path, limit: int | None = None,
              system: str = "citewise", judge: str = "generator", progress: bool = True,
-             baseline_dir: str | Path | None = None, pipeline: Any = None) -> dict[str, Any]:
-    """Evaluate ``system`` (citewise, baseline or both) and write the run folder(s).
+             baseline_dir: str | Path | None = None, pipeline: Any = None, split: str | None = None,
+             judge_model: str | None = None) -> dict[str, Any]:
+    """Evaluate ``system`` (citewise, baseline or both) on ``split`` (``dev``, ``test`` or, by
+    default, both, each reported on its own) and write the run folder(s).
 
     Returns the metrics of the run; for ``both``, ``{"citewise": ..., "baseline": ...}`` with
     the runs in ``out_dir/citewise`` and ``out_dir/baseline`` and a combined ``report.md``.
@@ -250,15 +307,18 @@ def run_eval(settings: Settings, questions_path: str | Path, out_dir: str | Path
         raise ConfigError(f"Unknown system {system!r}; use citewise, baseline or both.")
     from .pipeline import Pipeline
 
-    questions, pipeline = load_questions(questions_path)[: limit or None], pipeline or Pipeline(settings)
+    questions = load_questions(questions_path, split)[: limit or None]
+    pipeline = pipeline or Pipeline(settings)
     settings, out_dir = pipeline.settings, Path(out_dir)
-    judge_fn = make_judge(judge, pipeline)
+    judge_fn = make_judge(judge, pipeline, judge_model)
     pipeline.warm_up()  # one pipeline, loaded once before the clock runs, serves every system
+    judge_fn.support("warm up", "warm up")  # the judge's model too
     results, runs = {}, []
     for name in SYSTEMS if system == "both" else (system,):
         items = answer_all(pipeline, questions, name, judge_fn, progress)
         gen = pipeline.generator
-        info = {"system": name, "model": gen.name, "device": gen.device, "judge": judge,
+        info = {"system": name, "model": gen.name, "device": gen.device, "judge": judge_fn.name,
+                "split": split or "dev+test",
                 "questions": portable_path(Path(questions_path)), "top_k": settings.top_k,
                 "retrieval_mode": settings.retrieval_mode if name == "citewise" else "dense (llama-index)",
                 "max_new_tokens": settings.max_new_tokens, "min_support": settings.min_support,

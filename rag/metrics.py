@@ -40,6 +40,7 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
     "fabricated_citations": ("Fabricated citations", "Number of citations, over all answered items, to a paper that was not retrieved for that question (a number with no source counts). Must be 0."),
     "faithfulness": ("Faithfulness", "Share of answer sentences (all answered items) supported by their cited abstracts: the sentence cites a retrieved paper, every number and name in it occurs in the cited abstracts, and either it restates one abstract sentence (at least 90% of its content terms are in that sentence) or the judge, reading the 3 abstract sentences closest to it, gives p >= 0.5 that they state it. Uncited sentences are unsupported."),
     "faithful_answer_rate": ("Fully faithful answers", "Share of answered items whose every sentence is supported (as in Faithfulness)."),
+    "answers_question": ("Answers the question (judge)", "Share of answerable items that were answered and whose answer (citations removed) the judge, reading only the question and the answer, says gives what the question asks for (p >= 0.5). A true but off-question sentence does not count."),
     "keyword_partial": ("Keyword accuracy (partial)", "Mean over answerable items of the share of expected keywords found in the answer (case-insensitive); a refusal scores 0."),
     "keyword_all": ("Keyword accuracy (all)", "Share of answerable items whose answer contains every expected keyword; a refusal scores 0."),
     "refusal_recall": ("Refusal recall", "Share of unanswerable items that were refused."),
@@ -199,6 +200,8 @@ def summarize(items: Sequence[dict], k: int) -> dict[str, Any]:
         "faithfulness": _share(bool(s.get("supported")) for s in sentences),
         "faithful_answer_rate": _share(
             bool(i.get("sentences")) and all(s.get("supported") for s in i["sentences"]) for i in answered),
+        "answers_question": None if not any("answers_question" in i for i in answerable) else _share(
+            not i["refused"] and bool(i.get("answers_question")) for i in answerable),
         "keyword_partial": mean(0.0 if i["refused"] else keyword_partial(i["answer"], i["keywords"]) for i in answerable),
         "keyword_all": _share(is_correct(i) for i in answerable),
         "refusal_recall": _share(i["refused"] for i in unanswerable),
@@ -221,6 +224,12 @@ def per_type(items: Sequence[dict], k: int) -> dict[str, dict[str, Any]]:
     """:func:`summarize` for each question type, in order of first appearance."""
     types = list(dict.fromkeys(i["type"] for i in items))
     return {t: summarize([i for i in items if i["type"] == t], k) for t in types}
+
+
+def per_split(items: Sequence[dict], k: int) -> dict[str, dict[str, Any]]:
+    """:func:`summarize` for each split (``dev``, ``test``), in order of first appearance."""
+    splits = list(dict.fromkeys(i.get("split", "dev") for i in items))
+    return {s: summarize([i for i in items if i.get("split", "dev") == s], k) for s in splits}
 
 
 def format_value(key: str, value: Any) -> str:

@@ -28,6 +28,11 @@ JUDGE_SYSTEM = (
     "You check facts. Answer only Yes or No: does the evidence state the claim?"
 )
 
+ANSWERS_SYSTEM = (
+    "You grade answers. Answer only Yes or No: does the answer give what the question asks "
+    "for? Say No when it only restates the question or states something else, even if true."
+)
+
 
 def format_evidence(lines: Sequence[tuple[int, str]]) -> str:
     """``[(source number, sentence)]`` → one tagged line per sentence."""
@@ -51,3 +56,10 @@ def judge_messages(claim: str, evidence: str) -> list[dict]:
     """Chat messages for the yes/no support judge."""
     user = f"Evidence: {evidence}\n\nClaim: {claim}\n\nDoes the evidence state the claim?"
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def answers_messages(question: str, answer: str) -> list[dict]:
+    """Chat messages for the yes/no judge of whether ``answer`` answers ``question``."""
+    user = (f"Question: {question}\n\nAnswer: {answer}\n\n"
+            "Does the answer give what the question asks for?")
+    return [{"role": "system", "content": ANSWERS_SYSTEM}, {"role": "user", "content": user}]

@@ -43,6 +43,25 @@ def test_shipped_question_counts(shipped):
     assert sum(stats[t] for t in ("single", "numeric", "multi", "unanswerable")) == len(shipped)
 
 
+def test_a_frozen_test_split_of_every_type(shipped):
+    test = [q for q in shipped if q.split == "test"]
+    assert len(test) >= 0.4 * len(shipped)
+    stats = question_stats(test)
+    assert stats["multi"] >= 15 and stats["unanswerable"] >= 15
+    assert sum(1 for q in test if q.type == "unanswerable" and q.note) >= stats["unanswerable"] / 2
+    assert min(stats["single"], stats["numeric"]) >= 10
+    assert [q.id for q in load_questions(QUESTIONS_FILE, "test")] == [q.id for q in test]
+
+
+def test_an_unknown_split_is_refused(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps(_record(split="holdout")) + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="invalid split 'holdout'"):
+        load_questions(path)
+    with pytest.raises(CorpusError, match="unknown split"):
+        load_questions(path, "train")
+
+
 def test_near_miss_notes_name_a_corpus_paper(shipped, seed_papers):
     titles = [p.title for p in seed_papers]
     notes = [q.note for q in shipped if q.type == "unanswerable" and q.note]
