@@ -1,7 +1,8 @@
 """Citation enforcement: keep only answer sentences that a numbered source supports.
 
 ``support_score`` rates a sentence against one abstract: (1) hard checks: every number and
-name of the sentence must occur in the source (title and year count too), else 0; (2) lexical
+name of the sentence must occur in the source (title and year count too), and each value must
+be about the same thing there ("100K objects" fails against "100K images"), else 0; (2) lexical
 ``L``: share of the sentence's terms (stemmed content words, numbers) in the best source
 sentence, or 0.9 x the share in the best pair (denominator at least 3: "It works." never
 scores 1); (3) with ``embed``, ``S`` = best cosine and ``score = max(L, (L + S) / 2)``, so
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import Callable
 
+from .answer_checks import binding_failures
 from .evidence import Embed, cached_embed, cosine_to_first
 from .sentences import CITATION_MARKER, content_terms, named_terms, numbers_in, split_sentences
 from .types import AnswerSentence, Citation, Source
@@ -150,7 +152,8 @@ def is_hedge(sentence: str) -> bool:
 
 def hard_failures(sentence: str, source_text: str) -> list[str]:
     """Numbers and names of ``sentence`` missing from ``source_text`` ("3" may be spelled out,
-    names may be plural; "Source 2" is ignored).
+    names may be plural; "Source 2" is ignored), and values bound to another noun in the
+    source than in the sentence (``rag.answer_checks.binding_failures``).
 
     >>> hard_failures("GPT-4 gets 90.5 in 3 runs.", "GPT-4 gets 80.5 in three runs.")
     ['number 90.5 not in source']
@@ -167,7 +170,8 @@ def hard_failures(sentence: str, source_text: str) -> list[str]:
                              re.I) for v in stems)
 
     return ([f"number {n} not in source" for n in sorted(numbers_in(s)) if not has_number(n)]
-            + [f"name {t} not in source" for t in sorted(named_terms(s)) if not has_name(t)])
+            + [f"name {t} not in source" for t in sorted(named_terms(s)) if not has_name(t)]
+            + binding_failures(s, source_text))
 
 
 def _terms(text: str) -> set[str]:
@@ -206,7 +210,7 @@ def support_score(sentence: str, source_text: str, embed: Embed | None = None,
         return SupportResult(0.0, ["no content words"], [], True)
     score, pick = _lexical(terms, sents)
     reasons = [f"lexical {score:.2f}"]
-    if embed is not None:
+    if embed is not None and score < 1.0:  # a full copy cannot score higher: skip embedding
         sem = max(float((cos := cosine_to_first(embed, [sentence, *sents])).max()), 0.0)
         reasons.append(f"semantic {sem:.2f}")
         pick = pick if score > 0 else [int(cos.argmax())]
