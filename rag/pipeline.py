@@ -18,12 +18,16 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .answer_checks import QuestionShape, has_value
 from .citations import citations_removed, verify_answer
+from .composition import candidates, compose, lead_sentences
 from .config import Settings
 from .conversation import clean_question, standalone_question
-from .evidence import pool_evidence
+from .evidence import Embed, cached_embed, pool_evidence
 from .prompts import NOT_FOUND, REFUSAL, answer_messages, judge_messages
+from .refusal import RefusalModel, load_refusal_model, rarest_missing, weighted_coverage
 from .retrieval import Filters, Retriever
+from .sentences import content_terms
 from .short_answers import expand_short_answer, yes_no_evidence
 from .types import Answer, Source, Status, Token
 
@@ -45,6 +49,7 @@ class Pipeline:
         self._embedder = embedder
         self._index = index
         self._retriever: Retriever | None = None
+        self._refusal_model: RefusalModel | None | bool = None
         self._lock = threading.Lock()
 
     # --- lazily built parts ----------------------------------------------------------------
@@ -141,26 +146,7 @@ class Pipeline:
 
         yield Status("verifying", "")
         t2 = time.perf_counter()
-        if not draft or NOT_FOUND in draft.upper():
-            answer = self._refusal(question, sources, "the model found no answer")
-        else:
-            verified = self._verify(expand_short_answer(draft, query, lines), sources)
-            if not verified.kept_text.strip() and (fallback := yes_no_evidence(draft, query, lines)):
-                verified = self._verify(fallback, sources)
-            if not verified.citations or not verified.kept_text.strip():
-                answer = self._refusal(question, sources, "no sentence survived verification")
-            elif self._off_question(query, verified.kept_text):
-                answer = self._refusal(question, sources, "the answer does not address the question")
-            else:
-                answer = Answer(
-                    question=question,
-                    text=verified.kept_text,
-                    refused=False,
-                    citations=verified.citations,
-                    sources=sources,
-                    sentences=verified.sentences,
-                )
-            answer.sentences = verified.sentences
+        answer = self._answer(question, query, draft, lines, sources)
         answer.raw_text = draft
         answer.model, answer.device = generator.name, generator.device
         timings["verification"] = time.perf_counter() - t2
@@ -171,25 +157,94 @@ class Pipeline:
         return answer_messages(question, pool_evidence(question, sources, self.settings.evidence_sentences))
 
     # --- helpers -------------------------------------------------------------------------------
+    def _answer(self, question: str, query: str, draft: str, lines: list[tuple[int, str]],
+                sources: list[Source]) -> Answer:
+        """Verify the draft, compose the answer around it, then answer or refuse."""
+        degenerate = not draft or NOT_FOUND in draft.upper() or not citations_removed(draft).strip(" .")
+        embed = self._question_embed()
+        lead = []
+        if not degenerate:
+            verified = self._verify(expand_short_answer(draft, query, lines), sources, embed)
+            if not verified.kept_text.strip() and (fallback := yes_no_evidence(draft, query, lines)):
+                verified = self._verify(fallback, sources, embed)
+            lead = lead_sentences(query, verified.sentences)
+        final = self._verify(compose(query, lead, sources), sources, embed)
+        if not final.citations or not final.kept_text.strip():
+            return self._refusal(question, sources, "no sentence survived verification")
+        values = self._features(query, sources, final, bool(lead), degenerate, embed)
+        refusal = self.refusal_model
+        confidence = refusal.probability(values) if refusal else None
+        if reason := self._refusal_reason(values, confidence):
+            answer = self._refusal(question, sources, reason)
+        else:
+            answer = Answer(question=question, text=final.kept_text, refused=False,
+                            citations=final.citations, sources=sources)
+        answer.sentences, answer.confidence, answer.signals = final.sentences, confidence, values
+        return answer
+
+    def _refusal_reason(self, values: dict[str, float], confidence: float | None) -> str | None:
+        """Why a verified answer is refused anyway, or ``None`` to answer."""
+        refusal = self.refusal_model
+        if self.settings.never_refuse:
+            return None
+        if refusal is not None and confidence is not None:
+            if confidence < refusal.threshold:
+                return (f"the evidence does not settle the question (confidence {confidence:.2f} "
+                        f"< {refusal.threshold:.2f})")
+            return None
+        if self.settings.semantic_support and values["relevance"] < self.settings.min_answer_relevance:
+            return "the answer does not address the question"
+        return None
+
+    def _features(self, query: str, sources: list[Source], final, lead: bool,  # noqa: ANN001
+                  degenerate: bool, embed: Embed | None) -> dict[str, float]:
+        """The refusal classifier's inputs (``rag.refusal``)."""
+        import numpy as np
+
+        idf, asked = self.retriever.idf(), content_terms(query)
+        cited = sources[final.citations[0].number - 1]
+        paper_terms = set(content_terms(f"{cited.title} {cited.abstract}"))
+        pool = candidates(query, sources[:1])
+        text = citations_removed(final.kept_text)
+        relevance = 0.0
+        if embed is not None:
+            q, a = np.asarray(embed([query, text]))
+            relevance = float(q @ a / max(np.linalg.norm(q) * np.linalg.norm(a), 1e-12))
+        return {
+            "similarity": float(sources[0].similarity or 0.0),
+            "fused": float(sources[0].score),
+            "best_sentence": pool[0].score if pool else 0.0,
+            "paper_coverage": weighted_coverage(asked, paper_terms, idf),
+            "missing_rare": rarest_missing(asked, paper_terms, idf),
+            "answer_coverage": weighted_coverage(asked, set(content_terms(text)), idf),
+            "lead": float(lead),
+            "degenerate": float(degenerate),
+            "value_missing": float(QuestionShape.of(query).wants_value and not has_value(text)),
+            "relevance": relevance,
+        }
+
+    @property
+    def refusal_model(self) -> RefusalModel | None:
+        """The calibrated answer-or-refuse classifier for the model in use (``rag.refusal``)."""
+        if self._refusal_model is None:
+            self._refusal_model = (self.settings.refusal == "classifier"
+                                   and load_refusal_model(self.settings.model)) or False
+        return self._refusal_model or None
+
     def _relevant(self, sources: list[Source]) -> bool:
         if not sources:
             return False
         sims = [s.similarity for s in sources if s.similarity is not None]
         return not sims or max(sims) >= self.settings.min_similarity
 
-    def _verify(self, text: str, sources: list[Source]):  # noqa: ANN202
-        return verify_answer(text, sources, self.settings.min_support, embed=self._embed(),
+    def _question_embed(self) -> Embed | None:
+        """One embedding cache for everything a question's verification compares (drafts, the
+        composed answer, the question): each text is embedded once."""
+        return cached_embed(self._embed())
+
+    def _verify(self, text: str, sources: list[Source], embed: Embed | None = None):  # noqa: ANN202
+        return verify_answer(text, sources, self.settings.min_support, embed=embed or self._embed(),
                              judge=self._judge())
-
-    def _off_question(self, question: str, answer: str) -> bool:
-        """True when the answer's similarity to the question is below the setting."""
-        if not self.settings.semantic_support:
-            return False
-        import numpy as np
-
-        q, a = np.asarray(self.retriever.embed_texts([question, citations_removed(answer)]))
-        cosine = float(q @ a / max(np.linalg.norm(q) * np.linalg.norm(a), 1e-12))
-        return cosine < self.settings.min_answer_relevance
 
     def _refusal(self, question: str, sources: list[Source], reason: str) -> Answer:
         return Answer(

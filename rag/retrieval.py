@@ -277,6 +277,24 @@ class Retriever:
                 self._bm25, self._bm25_count = _BM25Index(bm25, ids), count
             return self._bm25
 
+    def idf(self):  # noqa: ANN201 - Callable[[str], float]
+        """BM25's inverse document frequency of a stemmed term over the indexed chunks (an
+        unseen term gets the highest), read from the keyword index's own matrices."""
+        import math
+
+        keyword = self._bm25_index()
+        if keyword is None:
+            return lambda term: 1.0
+        bm25 = keyword.retriever.bm25
+        indptr, n, vocab = bm25.scores["indptr"], bm25.scores["num_docs"], bm25.vocab_dict
+
+        def idf(term: str) -> float:
+            tid = vocab.get(term)
+            df = 0 if tid is None else int(indptr[tid + 1] - indptr[tid])
+            return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+        return idf
+
     # --- fusion ------------------------------------------------------------------------------
     def search(
         self,

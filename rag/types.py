@@ -122,6 +122,8 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     model: str = ""
     device: str = ""
+    confidence: float | None = None  # P(answerable) from the refusal classifier, when it ran
+    signals: dict[str, float] = field(default_factory=dict)  # the classifier's inputs
 
     @property
     def cited_paper_ids(self) -> list[str]:
@@ -141,6 +143,8 @@ class Answer:
             "timings": self.timings,
             "model": self.model,
             "device": self.device,
+            "confidence": self.confidence,
+            "signals": self.signals,
         }
 
 

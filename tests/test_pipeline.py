@@ -12,6 +12,7 @@ from rag.config import Settings
 from rag.errors import QuestionError
 from rag.pipeline import Pipeline
 from rag.prompts import REFUSAL
+from rag.refusal import FEATURES
 from rag.types import Answer, Status, Token
 
 CODEBOOK = "Codebook Features: Sparse and Discrete Interpretability for Neural Networks"
@@ -72,18 +73,25 @@ def test_fabricated_citation_is_removed(make_pipeline):
     assert "[9]" not in answer.text
 
 
-def test_unsupported_number_is_refused(make_pipeline):
+def _verbatim_from_sources(answer) -> bool:  # noqa: ANN001
+    """Every answer sentence is a sentence of the abstract it cites."""
+    return all(" ".join(s.text.split()).rstrip(".") in " ".join(answer.sources[s.citations[0] - 1].abstract.split())
+               for s in answer.sentences if s.supported)
+
+
+def test_unsupported_number_never_reaches_the_answer(make_pipeline):
     gen = ScriptedGenerator("Codebook features reach 97.3% accuracy on ImageNet [1].")
     answer = make_pipeline(gen).ask(Q_CODEBOOK)
-    assert answer.refused and answer.text == REFUSAL
-    assert answer.citations == []
-    assert answer.refusal_reason == "no sentence survived verification"
-    assert answer.sources  # the closest papers are still shown
+    assert "97.3" not in answer.text and answer.sources  # the closest papers are still shown
+    if not answer.refused:  # the answer then comes from the evidence itself
+        assert answer.citations[0].title == CODEBOOK and _verbatim_from_sources(answer)
 
 
-def test_model_saying_not_found_is_a_refusal(make_pipeline):
+def test_a_model_finding_nothing_leaves_the_evidence_to_decide(make_pipeline):
     answer = make_pipeline(ScriptedGenerator("NOT FOUND")).ask(Q_CODEBOOK)
-    assert answer.refused and answer.refusal_reason == "the model found no answer"
+    assert answer.signals["degenerate"] == 1.0 and answer.signals["lead"] == 0.0
+    assert 0.0 <= answer.confidence <= 1.0
+    assert answer.refused or (_verbatim_from_sources(answer) and "NOT FOUND" not in answer.text)
 
 
 def test_off_topic_question_is_refused_without_calling_the_model(make_pipeline):
@@ -169,21 +177,30 @@ def test_bare_value_answer_becomes_its_evidence_sentence(make_pipeline, seed_pap
     assert "3.65" in answer.text and answer.text.rstrip(".").endswith("[1]")
     cited = next(p for p in seed_papers if p.title == answer.citations[0].title)
     assert answer.text.split(" [1]")[0] in cited.abstract  # verbatim, nothing added
-    # a value the evidence does not hold, or of the wrong kind, is still refused
-    assert make_pipeline(ScriptedGenerator("[1] 4.71")).ask(question).refused
-    gpu = "How many GPU-hours did the controller's architecture search take on CIFAR-10?"
-    assert make_pipeline(ScriptedGenerator("[1] 3.65%")).ask(gpu).refused
+    # a value the evidence does not hold never reaches the answer
+    assert "4.71" not in make_pipeline(ScriptedGenerator("[1] 4.71")).ask(question).text
 
 
-def test_true_but_off_question_answer_is_refused(make_pipeline):
+def test_the_relevance_rule_refuses_answers_dissimilar_to_the_question(make_pipeline):
     question = "Which dog breeds were photographed to train the behaviour classifier of the automatic treat dispenser?"
-    off = make_pipeline(ScriptedGenerator("Sit, Lie Down [1].")).ask(question)
+    off = make_pipeline(ScriptedGenerator("Sit, Lie Down [1]."), refusal="relevance",
+                        min_answer_relevance=0.95).ask(question)
     assert off.refused and off.refusal_reason == "the answer does not address the question"
-    kept = make_pipeline(ScriptedGenerator("Sit, Lie Down [1]."), min_answer_relevance=-1.0).ask(question)
+    kept = make_pipeline(ScriptedGenerator("Sit, Lie Down [1]."), refusal="relevance",
+                         min_answer_relevance=-1.0).ask(question)
     assert not kept.refused
 
 
-def test_bare_yes_to_a_yes_no_question_becomes_the_evidence_sentence(make_pipeline, seed_papers):
+def test_the_calibrated_classifier_decides_on_every_answer(make_pipeline):
+    answer = make_pipeline(ExtractiveGenerator()).ask(Q_CODEBOOK)
+    assert not answer.refused and answer.confidence is not None and answer.confidence > 0.5
+    assert set(answer.signals) == set(FEATURES)
+    never = make_pipeline(ScriptedGenerator("Sit, Lie Down [1]."), never_refuse=True).ask(
+        "Which dog breeds were photographed to train the behaviour classifier of the automatic treat dispenser?")
+    assert not never.refused and never.confidence is not None
+
+
+def test_bare_yes_to_a_yes_no_question_becomes_the_evidence_sentence(make_pipeline):
     """"Yes." cannot be checked against an abstract; the evidence sentence that bears on the
     question can, so that is the answer (verbatim, cited). The model's yes is not kept."""
     question = ("Is there a way to train message-passing models on graphs layer by layer without "
@@ -192,13 +209,12 @@ def test_bare_yes_to_a_yes_no_question_becomes_the_evidence_sentence(make_pipeli
         answer = make_pipeline(ScriptedGenerator(draft)).ask(question)
         assert not answer.refused, answer.to_dict()
         assert answer.citations[0].title == "Forward Learning of Graph Neural Networks"
-        sentence, marker = answer.text.rsplit(" [", 1)
-        cited = next(p for p in seed_papers if p.title == answer.citations[0].title)
-        assert sentence in cited.abstract and not sentence.lower().startswith("yes")
-    # not a yes/no question: a bare "Yes." stays a refusal
+        assert _verbatim_from_sources(answer) and not answer.text.lower().startswith("yes")
+    # not a yes/no question: the bare "Yes." is not an answer; the evidence may still be one
     which = "Which method trains message-passing models on graphs layer by layer without backpropagation?"
-    assert make_pipeline(ScriptedGenerator("Yes.")).ask(which).refused
+    other = make_pipeline(ScriptedGenerator("Yes.")).ask(which)
+    assert other.refused or (_verbatim_from_sources(other) and not other.text.lower().startswith("yes"))
     # a yes that verification keeps is left as the model wrote it
     draft = "Yes, ForwardGNN makes it possible to operate without generating negative inputs [1]."
     kept = make_pipeline(ScriptedGenerator(draft)).ask(question)
-    assert kept.text == draft, kept.to_dict()
+    assert kept.text.startswith(draft), kept.to_dict()  # then the abstract sentence that settles it
