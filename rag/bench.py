@@ -190,6 +190,43 @@ def bench_answers(settings: Settings, limit: int | None) -> dict[str, Any]:
             "ttft_p50_s": pct(firsts, 0.5), "ttft_p90_s": pct(firsts, 0.9), "refused": refused}
 
 
+def bench_assisted(settings: Settings, n: int = 12, model: str = "bundled:qwen2.5-coder-1.5b",
+                   draft: str = "bundled:qwen2.5-coder-0.5b") -> dict[str, Any]:
+    """``model`` alone vs ``model`` with ``draft`` proposing tokens (assisted generation), on
+    the prompts of the first ``n`` dev questions, alternated per prompt: seconds per answer,
+    tokens per second, and how many answers came out identical."""
+    from .errors import ModelError
+    from .generation import TransformersGenerator
+    from .models import BUNDLED, bundled_parts
+    from .pipeline import Pipeline
+
+    if model in BUNDLED:
+        try:
+            bundled_parts(BUNDLED[model])
+        except ModelError as exc:
+            return {"skipped": str(exc)}
+    plain = TransformersGenerator(settings.with_overrides(model=model, draft_model=""))
+    assisted = TransformersGenerator(settings.with_overrides(model=model, draft_model=draft))
+    plain.load(), assisted.load(), assisted.assistant.load()
+    pipeline = Pipeline(settings)
+    prompts = [pipeline.messages_for(q["question"], pipeline.search(q["question"]))
+               for q in _questions() if q.get("split", "dev") == "dev"][:n]
+    times, tokens, same = {"plain": [], "assisted": []}, {"plain": 0, "assisted": 0}, 0
+    for messages in prompts:
+        texts = {}
+        for name, gen in (("plain", plain), ("assisted", assisted)):
+            t = time.perf_counter()
+            texts[name] = gen.generate(messages)
+            times[name].append(time.perf_counter() - t)
+            tokens[name] += len(gen.tokenizer.encode(texts[name], add_special_tokens=False))
+        same += texts["plain"].strip() == texts["assisted"].strip()
+    return {"prompts": len(prompts), "plain_p50_s": pct(times["plain"], 0.5),
+            "assisted_p50_s": pct(times["assisted"], 0.5),
+            "plain_tok_s": tokens["plain"] / sum(times["plain"]),
+            "assisted_tok_s": tokens["assisted"] / sum(times["assisted"]),
+            "speedup": sum(times["plain"]) / sum(times["assisted"]), "identical_answers": same}
+
+
 def bench_app(settings: Settings, timeout: float = 300) -> dict[str, Any]:
     """Seconds from ``python app.py`` to the first served page and to the model being ready
     (it loads in the background while the page is served), and the app's peak memory."""
@@ -240,6 +277,9 @@ def bench_app(settings: Settings, timeout: float = 300) -> dict[str, Any]:
     return {"cold_start_s": served, "model_ready_s": ready.get("model"), "peak_rss_mb": peak}
 
 
+OPT_IN = ("assisted",)  # needs the opt-in 1.5B model: run with --only assisted
+
+
 def run(settings: Settings, quick: bool = False, only: list[str] | None = None,
         scale: list[int] | None = None, out: Path | None = None, echo=print) -> dict[str, Any]:  # noqa: ANN001
     """Run the selected sections and return {section: figures}."""
@@ -251,10 +291,11 @@ def run(settings: Settings, quick: bool = False, only: list[str] | None = None,
         "generate": lambda: bench_generate(settings, 8 if quick else 64, 1 if quick else 3),
         "answer": lambda: bench_answers(settings, 2 if quick else None),
         "app": lambda: bench_app(settings),
+        "assisted": lambda: bench_assisted(settings, 3 if quick else 12),
     }
     results: dict[str, Any] = {"quick": quick}
     for name, fn in plan.items():
-        if only and name not in only:
+        if only and name not in only or not only and name in OPT_IN:
             continue
         echo(f"... {name}")
         results[name] = fn()

@@ -209,7 +209,9 @@ def eval_(
     out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: eval/reports/latest).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N questions.")] = None,
     system: Annotated[str, typer.Option("--system", help="citewise, baseline (stock llama-index CitationQueryEngine) or both.")] = "citewise",
-    judge: Annotated[str, typer.Option("--judge", help="Sentence support judge: generator (the local model), none (lexical), or an NLI model id/folder.")] = "generator",
+    judge: Annotated[str, typer.Option("--judge", help="Sentence support judge: generator (a local model), none (lexical), or an NLI model id/folder.")] = "generator",
+    judge_model: Annotated[str, typer.Option("--judge-model", help="Model of the generator judge: auto (the bundled 1.5B when installed, else --model) or a model spec.")] = "auto",
+    split: Annotated[Optional[str], typer.Option("--split", help="dev (tune on it), test (frozen; report only) or, by default, both.")] = None,
     k: K = None,
     mode: Mode = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Generator model (bundled name, HF id, folder or .gguf).")] = None,
@@ -229,13 +231,66 @@ def eval_(
     settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode, model=model)
     out = out or PROJECT_ROOT / "eval" / "reports" / "latest"
     result = run_eval(settings, questions or PROJECT_ROOT / "eval" / "questions.jsonl", out, limit=limit,
-                      system=system, judge=judge, progress=not quiet, baseline_dir=baseline_dir)
+                      system=system, judge=judge, progress=not quiet, baseline_dir=baseline_dir,
+                      split=split, judge_model=judge_model)
     if system == "both":
         typer.echo(compare_runs(out / "citewise", out / "baseline"))
     else:
         for key, (label, _) in DEFINITIONS.items():
             typer.echo(f"{label:<28} {format_value(key, result.get(key))}")
     typer.echo(f"\nReport: {out / 'report.md'}")
+
+
+@app.command("eval-judge")
+@guarded
+def eval_judge(
+    pairs: Annotated[Optional[Path], typer.Option("--pairs", help="Hand-labelled pairs, JSON lines (default: eval/judge_pairs.jsonl).")] = None,
+    judge: Annotated[str, typer.Option("--judge", help="generator (a local model), none (lexical), or an NLI model id/folder.")] = "generator",
+    judge_model: Annotated[str, typer.Option("--judge-model", help="auto (the bundled 1.5B when installed, else the default model) or a model spec.")] = "auto",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: eval/reports/judge).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Measure the evaluation's judge against hand-labelled (question, claim, evidence) pairs."""
+    from .config import PROJECT_ROOT
+    from .evaluate import make_judge
+    from .judge_check import check_judge, format_report, load_pairs
+    from .pipeline import Pipeline
+    from .store import portable_path
+
+    pairs = pairs or PROJECT_ROOT / "eval" / "judge_pairs.jsonl"
+    out = out or PROJECT_ROOT / "eval" / "reports" / "judge"
+    result = check_judge(load_pairs(pairs), make_judge(judge, Pipeline(settings_from()), judge_model))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    report = format_report(result, str(portable_path(pairs)))
+    (out / "report.md").write_text(report, encoding="utf-8")
+    summary = {k: v for k, v in result.items() if k != "rows"}
+    typer.echo(json.dumps(summary, indent=2) if as_json else report)
+
+
+@app.command("calibrate")
+@guarded
+def calibrate_(
+    model: Annotated[Optional[str], typer.Option("--model", help="Generator model to calibrate (default: the configured one).")] = None,
+    questions: Annotated[Optional[Path], typer.Option("--questions", help="Question set; only its dev split is read (default: eval/questions.jsonl).")] = None,
+    max_false_refusals: Annotated[float, typer.Option("--max-false-refusals", min=0.0, max=1.0, help="Cross-validated false refusal rate the threshold may reach.")] = 0.08,
+    refit_rows: Annotated[Optional[Path], typer.Option("--refit", help="Refit from rows an earlier run wrote (no model needed).")] = None,
+    index_dir: IndexDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Fit the answer-or-refuse classifier for a model on the dev split (cross-validated)."""
+    from .calibrate import calibrate, refit
+    from .config import PROJECT_ROOT
+
+    settings = settings_from(index_dir=index_dir, model=model)
+    if refit_rows:
+        rows = [json.loads(line) for line in refit_rows.read_text(encoding="utf-8").splitlines() if line.strip()]
+        result = refit(rows, settings.model, max_false_refusals)
+    else:
+        result = calibrate(settings, questions or PROJECT_ROOT / "eval" / "questions.jsonl",
+                           PROJECT_ROOT / "eval" / "reports" / "calibration", max_false_refusals)
+    typer.echo(json.dumps(result, indent=2) if as_json else
+               "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 
 @app.command("eval-retrieval")
@@ -259,7 +314,7 @@ def eval_retrieval(
 @guarded
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small and fast (for CI): every section, tiny sizes.")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these sections (ingest, search, scale, generate, answer, app).")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these sections (ingest, search, scale, generate, answer, app; opt-in: assisted).")] = None,
     scale: Annotated[Optional[list[int]], typer.Option("--scale", help="Synthetic index sizes in chunks (default 100000; 1000000 is opt-in).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the JSON results.")] = Path("bench-results.json"),
     index_dir: IndexDir = None,

@@ -191,6 +191,7 @@ class TransformersGenerator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.last_timing: TimingInfo | None = None
+        self._assistant: TransformersGenerator | None = None
         self._key = (settings.model, settings.device, settings.quantize, str(settings.model_cache_dir))
 
     def load(self) -> "TransformersGenerator":
@@ -245,10 +246,23 @@ class TransformersGenerator:
         eos = cfg.eos_token_id if isinstance(cfg.eos_token_id, list) else [cfg.eos_token_id]
         eos = [e for e in {*eos, tok.eos_token_id} if e is not None] or None
         pad = tok.pad_token_id if tok.pad_token_id is not None else (eos or [None])[0]
-        return dict(input_ids=input_ids, attention_mask=input_ids.new_ones(input_ids.shape),
-                    max_new_tokens=max_new_tokens or self.settings.max_new_tokens, do_sample=False,
-                    temperature=None, top_p=None, top_k=None, repetition_penalty=REPETITION_PENALTY,
-                    eos_token_id=eos, pad_token_id=pad)
+        kwargs = dict(input_ids=input_ids, attention_mask=input_ids.new_ones(input_ids.shape),
+                      max_new_tokens=max_new_tokens or self.settings.max_new_tokens, do_sample=False,
+                      temperature=None, top_p=None, top_k=None, repetition_penalty=REPETITION_PENALTY,
+                      eos_token_id=eos, pad_token_id=pad)
+        if assistant := self.assistant:
+            kwargs["assistant_model"] = assistant.model  # assisted generation
+        return kwargs
+
+    @property
+    def assistant(self) -> "TransformersGenerator | None":
+        """The draft model of assisted generation (``Settings.draft_model``), loaded on first use."""
+        if not self.settings.draft_model:
+            return None
+        if self._assistant is None:
+            self._assistant = TransformersGenerator(self.settings.with_overrides(
+                model=self.settings.draft_model, draft_model=""))
+        return self._assistant
 
     def count_tokens(self, messages: list[dict]) -> int:
         return int(self._encode(self._loaded(), messages).shape[1])
