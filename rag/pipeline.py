@@ -1,4 +1,5 @@
-"""The question-answering pipeline: question → papers → evidence → draft → verified answer.
+"""The question-answering pipeline: question → papers → evidence → draft → verified lead →
+composed answer → answer or refuse.
 
 ``Pipeline`` is the Python API behind the CLI and the app::
 
