@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 
 from .sentences import CITATION_MARKER, STOPWORDS, content_terms
+from .short_answers import is_yes_no_question
 
 #: Words between a value and its noun that say nothing about what is counted.
 _UNIT_WORDS = frozenset("% percent percentage percentages points point pp times x fold".split())
@@ -49,9 +50,6 @@ _MULTI = re.compile(
     r"(?:two|both|several|different) (?:papers|works|studies|methods|approaches)|"
     r"each (?:paper|work|study|method|approach|of them)|respectively|compare[sd]?|comparison)\b",
     re.I)
-_AUXILIARY = ("is|are|was|were|do|does|did|can|could|has|have|had|will|would|should|may|might|"
-              "must")
-_YES_NO = re.compile(rf"^(?:[^,?]*,\s*)?(?:{_AUXILIARY})\b[^?]*\??$", re.I)
 _SECOND_PART = re.compile(
     r"(?:,|;|\band)\s+(?:then\s+)?(?:what|which|how|why|where|when|who|whom|whose|does|do|did|is|"
     r"are|was|were|can)\b|\?\s+\S", re.I)
@@ -171,7 +169,7 @@ class QuestionShape:
         True
         """
         q = " ".join(question.split())
-        return cls(bool(_QUANTITY.search(q)), bool(_YES_NO.match(q)), bool(_MULTI.search(q)),
+        return cls(bool(_QUANTITY.search(q)), is_yes_no_question(q), bool(_MULTI.search(q)),
                    1 + len(_SECOND_PART.findall(q)))
 
     def fits(self, sentence: str) -> bool:
