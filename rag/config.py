@@ -149,6 +149,21 @@ class Settings(BaseSettings):
         description="Where converted models are cached (keyed by the GGUF's sha256).",
     )
 
+    # --- serve-model ----------------------------------------------------------------------
+    serve_max_body_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="`rag serve-model`: the largest request body accepted, in bytes (1 MiB); "
+        "a larger one is refused with HTTP 413 before it is read.",
+    )
+    serve_max_prompt_tokens: int = Field(
+        default=4096,
+        ge=16,
+        description="`rag serve-model`: the longest prompt accepted, in tokens once the chat "
+        "template is applied; the model's context window minus max_tokens lowers it further. "
+        "A longer one is refused with HTTP 400 before it waits for the single generation slot.",
+    )
+
     # --- verification -------------------------------------------------------------------
     min_support: float = Field(
         default=0.5,

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Protocol
 from .compute_thread import run_on_compute_thread, submit
 from .config import Settings
 from .errors import ModelError, RagError
+from .injection import escaped_messages
 from .models import ResolvedModel, discard_converted, resolve_model
 
 #: Mild penalty against loops; greedy decoding otherwise.
@@ -234,12 +235,22 @@ class TransformersGenerator:
     def _encode(self, lm: _Loaded, messages: list[dict]) -> Any:
         import torch
 
-        if not getattr(lm.tokenizer, "chat_template", None):
+        return torch.tensor([self._prompt_ids(lm, messages)], dtype=torch.long, device=lm.model.device)
+
+    @staticmethod
+    def _prompt_ids(lm: _Loaded, messages: list[dict]) -> list[int]:
+        tok = lm.tokenizer
+        if not getattr(tok, "chat_template", None):
             raise ModelError(f"model {lm.resolved.name} has no chat template; use an instruct/chat model")
-        ids = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                               return_dict=False)
-        ids = ids["input_ids"] if hasattr(ids, "keys") else ids  # some return a BatchEncoding anyway
-        return torch.tensor([list(ids)], dtype=torch.long, device=lm.model.device)
+        # Message text is data: "<|im_start|>" in an abstract must not become a turn marker.
+        messages = escaped_messages(messages, tok.get_added_vocab())
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # some return a BatchEncoding anyway
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        """The token ids the model reads for ``messages``: the chat template applied to the
+        messages, whose text is escaped so that it never yields a control token."""
+        return self._prompt_ids(self._loaded(), messages)
 
     def _gen_kwargs(self, lm: _Loaded, input_ids: Any, max_new_tokens: int | None) -> dict:
         tok, cfg = lm.tokenizer, lm.model.generation_config
@@ -267,9 +278,11 @@ class TransformersGenerator:
     def count_tokens(self, messages: list[dict]) -> int:
         return int(self._encode(self._loaded(), messages).shape[1])
 
-    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None, *,
+               stop: threading.Event | None = None) -> Iterator[str]:
         """Yield the answer's text pieces as they are decoded (greedy). Closing the iterator
-        early (``break``) stops the generation at the next token."""
+        early (``break``) stops the generation at the next token, and so does setting ``stop``
+        from any thread, even while no piece is due (a word still being spelled out)."""
         import torch
         from transformers import TextIteratorStreamer
 
@@ -277,7 +290,7 @@ class TransformersGenerator:
         with lm.lock:
             t0 = time.perf_counter()
             input_ids = self._encode(lm, messages)
-            stop, failure = threading.Event(), []
+            stop, failure = stop if stop is not None else threading.Event(), []
             control = _make_control(stop)
             streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True)
             kwargs = self._gen_kwargs(lm, input_ids, max_new_tokens)

@@ -44,11 +44,11 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    """A tiny Qwen2 model saved as a transformers folder and as a GGUF file."""
-    import gguf
-    import numpy as np
+def build_tiny_qwen2(allowed, context: int = 1024):  # noqa: ANN001, ANN201
+    """A tiny random Qwen2 with a BPE tokenizer trained on ``CORPUS`` and the chat ``TEMPLATE``,
+    able to generate only the tokens ``allowed(token)`` accepts, with decisive logits (greedy is
+    not decided by rounding): ``(raw tokenizer, tokenizer, model)``. Shared by the tests that need
+    a real transformers model that loads in a second."""
     import torch
     from tokenizers import Tokenizer, decoders, models as tk_models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -61,20 +61,29 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     tk.train_from_iterator(CORPUS * 20, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tok.chat_template = TEMPLATE
-    # only " word" tokens (and Yes/No for the judge) may be generated: the output is
-    # readable and streams word by word
-    vocab = tk.get_vocab()
-    banned = [i for t, i in vocab.items()
-              if not (t[:1] == "Ġ" and t[1:].isascii() and t[1:].isalnum() or t in ("Yes", "No"))]
+    banned = [i for t, i in tk.get_vocab().items() if not allowed(t)]
     cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
                       tie_word_embeddings=False, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id, bos_token_id=tok.pad_token_id)
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(cfg).eval()
     with torch.no_grad():
-        model.lm_head.weight.mul_(20.0)  # decisive logits: greedy is not decided by rounding
+        model.lm_head.weight.mul_(20.0)
         model.lm_head.weight[banned] = 0.0
+    return tk, tok, model
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """A tiny Qwen2 model saved as a transformers folder and as a GGUF file."""
+    import gguf
+    import numpy as np
+
+    # only " word" tokens (and Yes/No for the judge): the output is readable and streams word by word
+    tk, tok, model = build_tiny_qwen2(
+        lambda t: t[:1] == "Ġ" and t[1:].isascii() and t[1:].isalnum() or t in ("Yes", "No"))
+    cfg = model.config
     folder = tmp_path_factory.mktemp("tiny-folder")
     tok.save_pretrained(folder)
     model.save_pretrained(folder)
