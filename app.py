@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = Pipeline(settings)
         pipeline.warm_up(model=False)
         threading.Thread(target=load_model, args=(pipeline,), name="model-loader", daemon=True).start()
-        from rag.ui import build_app, launch_options
+        from rag.ui import Login, build_app, launch_options
 
         demo = build_app(pipeline)
     except (RagError, ValueError) as exc:
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: serving {args.host} with no login (--no-auth)", file=sys.stderr)
     try:
         _, url, share_url = demo.launch(
-            server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+            server_name=args.host, server_port=args.port, share=args.share,
+            auth=Login(*auth) if auth else None,
             prevent_thread_lock=True, quiet=True, **launch_options(),
         )
     except OSError as exc:

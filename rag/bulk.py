@@ -118,7 +118,7 @@ def stream_dump(
             "size": seen.st_size, "mtime_ns": seen.st_mtime_ns,
             "papers": report.papers, "chunks": report.chunks,
         })
-    report.warnings = warnings
+    report.warnings = [*warnings, *report.warnings]
     report.seconds = time.perf_counter() - start
     return report
 
@@ -202,6 +202,14 @@ def _stream(
 
 def _write_batch(index: PaperIndex, papers: list[Paper], stored: str, report: SyncReport) -> None:
     """Bring one batch of papers into the index; each commit stands on its own."""
+    clashes = {new.paper_id: held for new, held in index.identity_clashes(papers, owner=stored)}
+    for paper in (p for p in papers if p.paper_id in clashes):
+        report.warnings.append(
+            f"{stored}: '{paper.title}' skipped: its id '{paper.paper_id}' is already "
+            f"'{clashes[paper.paper_id].title}' in the index; give it another id to keep both")
+    papers = [p for p in papers if p.paper_id not in clashes]
+    if not papers:
+        return
     held = _held_chunks(index, [p.paper_id for p in papers])
     todo = []
     for paper in papers:

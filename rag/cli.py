@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import RagError
+from .prompts import WITHHELD
 
 app = typer.Typer(
     add_completion=False,
@@ -62,13 +63,15 @@ def guarded(fn):  # noqa: ANN001, ANN201
             return fn(*args, **kwargs)
         except RagError as exc:
             fail(str(exc))
-        except Exception as exc:
-            if type(exc).__module__.split(".")[0] != "chromadb":
+        except BaseException as exc:  # a panic in Chroma's Rust core is a BaseException
+            from .store import is_chroma_failure
+
+            if isinstance(exc, KeyboardInterrupt):
+                fail("interrupted; the index keeps everything committed so far (re-run to finish)")
+            if not is_chroma_failure(exc):
                 raise
             fail(f"the index is damaged ({type(exc).__name__}: {str(exc)[:200]}); rebuild it "
                  "with `python -m rag ingest --rebuild`")
-        except KeyboardInterrupt:
-            fail("interrupted; the index keeps everything committed so far (re-run to finish)")
 
     return wrapper
 
@@ -336,13 +339,15 @@ def serve_model(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8080,
     model: Annotated[Optional[str], typer.Option("--model", help="Generator model (bundled name, HF id, folder or .gguf).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve a non-loopback --host without RAG_OPENAI_API_KEY (anyone who reaches it can use it).")] = False,
 ) -> None:
     """Serve the local model over an OpenAI-compatible API that several app instances share
-    (point them at it with RAG_OPENAI_URL=http://HOST:PORT/v1)."""
+    (point them at it with RAG_OPENAI_URL=http://HOST:PORT/v1). A --host other than loopback
+    needs RAG_OPENAI_API_KEY, or --no-auth."""
     from .model_server import serve
 
     serve(settings_from(model=model, device=device), host=host, port=port,
-          echo=lambda m: typer.echo(m, err=True))
+          echo=lambda m: typer.echo(m, err=True), no_auth=no_auth)
 
 
 def format_answer(answer) -> str:  # noqa: ANN001
@@ -355,6 +360,7 @@ def format_answer(answer) -> str:  # noqa: ANN001
         lines.append(f"[{c.number}] {c.title}")
         if c.supporting_sentence:
             lines.append(f"    \u201c{_clip(c.supporting_sentence, 240)}\u201d")
+    lines += [f"Withheld: {s.title} ({WITHHELD})" for s in answer.withheld]
     t = answer.timings
     if t:
         lines.append("")

@@ -50,7 +50,10 @@ LISTING_SUFFIXES, JSONL_SUFFIXES, CSV_SUFFIXES = (".txt", ".md"), (".jsonl", ".j
 SUPPORTED_SUFFIXES = LISTING_SUFFIXES + JSONL_SUFFIXES + CSV_SUFFIXES
 
 _MONTHS = "january february march april may june july august september october november december"
-_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u00ad\u200b-\u200d\u2060\ufeff]")
+# Control characters, soft hyphens, zero-widths and the bidi controls that would reorder text
+# on screen (U+202E "right-to-left override" and friends).
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u00ad\u061c\u200b-\u200f\u202a-\u202e"
+                      "\u2060\u2066-\u2069\ufeff]")
 _CHROME = re.compile(r"new|subscribe|daily papers|get trending papers in your email inbox"
                      r"( once a day)?!?|by ?ak and the research community|[•·|*\-–—]+", re.I)
 _GLUED_SUBSCRIBE = re.compile(r"^Subscribe(?!(rs?|d|s)\b)\s*(?=\S)")  # keeps "Subscriber ..."
@@ -429,17 +432,42 @@ class Corpus:
     warnings: list[str] = field(default_factory=list)
 
 
+def _same_text(a: str, b: str) -> bool:
+    """Whether two abstracts are one text, up to case, spacing and punctuation, or one is the
+    other cut short by a listing that says so ("...", "…")."""
+    short, long = sorted((a.strip(), b.strip()), key=len)
+    if normalize_title(short) == normalize_title(long):
+        return True
+    return short.endswith(("...", "…")) and normalize_title(long).startswith(normalize_title(short))
+
+
+def same_paper(a: Paper, b: Paper) -> bool:
+    """Whether two records are copies of one paper: same title, same abstract (one may be the
+    other cut short)."""
+    return normalize_title(a.title) == normalize_title(b.title) and _same_text(a.abstract, b.abstract)
+
+
 def _merge(old: Paper, new: Paper, warnings: list[str]) -> Paper:
-    """``old`` with ``new``'s sources added, its metadata filling gaps, the longer abstract."""
-    places = f"{', '.join(old.sources)} and in {', '.join(new.sources)}"
+    """``old`` with ``new``'s sources added, its metadata filling gaps, the longer abstract.
+
+    Two records are one paper only when they agree on the title and on the abstract (one may
+    be the other cut short); anything else is a ``CorpusError`` naming both, so that no
+    record ever lends its title to another's abstract."""
+    places = f"{', '.join(old.sources)} and {', '.join(new.sources)}"
+    if normalize_title(new.title) != normalize_title(old.title):
+        raise CorpusError(
+            f"id '{old.paper_id}' is used by two papers: '{old.title}' ({', '.join(old.sources)}) "
+            f"and '{new.title}' ({', '.join(new.sources)}). Give one of them another \"id\" and "
+            "ingest again; nothing was changed.")
+    if not _same_text(old.abstract, new.abstract):
+        raise CorpusError(
+            f"'{old.title}' appears in {places} with different abstracts. Keep one of them, or "
+            "give the other its own \"id\" and title, and ingest again; nothing was changed.")
     abstract = max(old.abstract, new.abstract, key=len)  # the first on a tie
     if new.abstract != old.abstract:
         kept = old if abstract is old.abstract else new
-        warnings.append(f"'{old.title}' appears in {places} with different abstracts; kept the "
-                        f"longer one (from {', '.join(kept.sources)})")
-    if normalize_title(new.title) != normalize_title(old.title):
-        warnings.append(f"id '{old.paper_id}' names '{old.title}' and '{new.title}' in {places};"
-                        " kept the first title")
+        warnings.append(f"'{old.title}' appears in {places} with abstracts of different lengths; "
+                        f"kept the longer one (from {', '.join(kept.sources)})")
     fill = {k: getattr(new, k) for k in ("n_authors", "published", "upvotes", "authors",
                                          "categories")
             if getattr(old, k) in (None, ()) and getattr(new, k) not in (None, ())}
@@ -448,9 +476,11 @@ def _merge(old: Paper, new: Paper, warnings: list[str]) -> Paper:
 
 
 def load_corpus(paths: str | Path | Iterable[str | Path]) -> Corpus:
-    """Read every file (see :func:`iter_corpus_files`) and merge papers sharing a ``paper_id``:
-    sources united in order, missing metadata filled from later copies, of two different
-    abstracts the longer kept (with a warning naming both places)."""
+    """Read every file (see :func:`iter_corpus_files`) and merge the copies of a paper (same
+    ``paper_id``, same title, same abstract or one cut short): sources united in order, missing
+    metadata filled from later copies, the longer abstract kept (with a warning naming both
+    places). Records that share an id but not the title or the abstract stop the load with a
+    ``CorpusError`` naming both: the user decides which is right."""
     warnings: list[str] = []
     merged: dict[str, Paper] = {}
     for path in iter_corpus_files(paths):

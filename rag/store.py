@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from .chunking import HIDDEN_KEYS, chunk_papers
 from .compute_thread import run_on_compute_thread
 from .config import PROJECT_ROOT, Settings
 from .embedding import embedder_slug
-from .errors import StoreError
+from .errors import CorpusError, StoreError
 from .types import Paper
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -126,12 +127,77 @@ def open_client(settings: Settings, create: bool):  # noqa: ANN201
     folder = Path(settings.index_dir)
     _check_folder(folder, create)
     try:
-        return chromadb.PersistentClient(path=str(folder), settings=_chroma_settings())
-    except Exception as exc:
+        with _native_panics_hidden():
+            return chromadb.PersistentClient(path=str(folder), settings=_chroma_settings())
+    except BaseException as exc:  # a panic in Chroma's Rust core is a BaseException
+        if not isinstance(exc, Exception) and not is_chroma_failure(exc):
+            raise  # KeyboardInterrupt, SystemExit
+        detail = _plain(exc)
         raise StoreError(
-            f"The index at {folder} cannot be opened ({exc}). Rebuild it with "
+            f"The index at {folder} cannot be opened ({detail}). Rebuild it with "
             "`python -m rag ingest --rebuild`."
         ) from exc
+
+
+_PANIC_LINE = re.compile(rb"^(?:thread '.*' (?:\(\d+\) )?panicked at |note: |stack backtrace:|\s+\d+: |"
+                         rb"\s+at |Expect it to be |.*RUST_BACKTRACE)")
+
+
+@contextmanager
+def _native_panics_hidden():  # noqa: ANN202
+    """Run the block with the process's stderr (fd 2) captured, then pass on every line but a
+    Rust panic report: Chroma's core prints one before raising, and the user gets our one-line
+    error instead. Only around opening the database, which happens once, before serving."""
+    import sys
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (embedded interpreters): capture nothing
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True)
+                    if not _PANIC_LINE.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
+def _plain(exc: BaseException) -> str:
+    """What went wrong, in one short line: SQLite's own words when a Rust panic wraps them."""
+    text = " ".join(str(exc).split())
+    if m := re.search(r'message: "([^"]+)"', text):
+        return m.group(1)
+    return text[:200] or type(exc).__name__
+
+
+def is_chroma_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from Chroma or its Rust core (a damaged or unreadable index)."""
+    return type(exc).__module__.split(".")[0] in ("chromadb", "pyo3_runtime", "sqlite3")
+
+
+@contextmanager
+def index_errors(where: Any):  # noqa: ANN201
+    """Chroma's failures while reading ``where`` (a damaged index) as one ``StoreError`` that
+    says how to repair it; the project's own errors pass through."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except BaseException as exc:  # a panic in Chroma's Rust core is a BaseException
+        if not is_chroma_failure(exc):
+            raise
+        detail = _plain(exc)
+        raise StoreError(f"The index at {where} is damaged ({detail}). "
+                         "Rebuild it with `python -m rag ingest --rebuild`.") from exc
 
 
 def _check_folder(folder: Path, create: bool) -> None:
@@ -203,15 +269,20 @@ class PaperIndex:
         ``contains``/``any`` filters (categories, authors) translated to Chroma."""
         return _vector_store_class()(chroma_collection=self.collection)
 
+    @property
+    def location(self) -> str:
+        """Where the index lives: its Chroma server or its folder."""
+        return self.settings.chroma_url or str(self.settings.index_dir)
+
     def count(self) -> int:
-        return self.collection.count()
+        with index_errors(self.location):
+            return self.collection.count()
 
     def _pages(self, include: list[str], where: dict | None = None) -> Iterable[dict]:
         offset = 0
         while True:
-            page = self.collection.get(
-                where=where, include=include, limit=PAGE, offset=offset
-            )
+            with index_errors(self.location):
+                page = self.collection.get(where=where, include=include, limit=PAGE, offset=offset)
             if not page["ids"]:
                 return
             yield page
@@ -221,7 +292,8 @@ class PaperIndex:
         """Ids of the chunks matching a Chroma ``where`` clause (all chunks without one);
         ids only, so Chroma evaluates the filter and nothing else is read (one call: paging
         with offsets costs 3x more on a filter matching thousands of chunks)."""
-        return self.collection.get(where=where, include=[])["ids"]
+        with index_errors(self.location):
+            return self.collection.get(where=where, include=[])["ids"]
 
     def chunk_nodes(self) -> list["TextNode"]:
         """Every chunk as a llama-index node (for BM25)."""
@@ -255,19 +327,42 @@ class PaperIndex:
         """``paper_id`` → metadata of its first chunk (which holds the abstract)."""
         if not paper_ids:
             return {}
-        got = self.collection.get(
-            where={"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk_index": 0}]},
-            include=["metadatas"],
-        )
+        with index_errors(self.location):
+            got = self.collection.get(
+                where={"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk_index": 0}]},
+                include=["metadatas"],
+            )
         return {m["paper_id"]: m for m in got["metadatas"]}
+
+    def identity_clashes(self, papers: list[Paper], owner: str | None) -> list[tuple[Paper, Paper]]:
+        """``(new, indexed)`` for each of ``papers`` whose id the index already gives to another
+        paper (another title or abstract) written by someone else than ``owner`` (a streamed
+        dump's stored path; ``None``: the corpus files)."""
+        from .corpus import same_paper
+
+        wanted = {p.paper_id: p for p in papers}
+        clashes = []
+        for i in range(0, len(wanted), PAGE):
+            ids = list(wanted)[i : i + PAGE]
+            got = self.collection.get(where={"$and": [{"paper_id": {"$in": ids}}, {"chunk_index": 0}]},
+                                      include=["metadatas"])
+            for meta in got["metadatas"]:
+                meta = meta or {}
+                if meta.get(STREAM_KEY) == owner or meta.get("paper_id") not in wanted:
+                    continue
+                held, new = paper_from_metadata(meta), wanted[meta["paper_id"]]
+                if not same_paper(new, held):
+                    clashes.append((new, held))
+        return clashes
 
     def paper_chunks(self, paper_ids: list[str]) -> dict[str, tuple[str, dict]]:
         """Every chunk of these papers: ``chunk id -> (text, metadata)`` (one read)."""
         if not paper_ids:
             return {}
-        got = self.collection.get(
-            where={"paper_id": {"$in": list(paper_ids)}}, include=["documents", "metadatas"]
-        )
+        with index_errors(self.location):
+            got = self.collection.get(
+                where={"paper_id": {"$in": list(paper_ids)}}, include=["documents", "metadatas"]
+            )
         return {cid: (text or "", meta or {})
                 for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])}
 
@@ -318,6 +413,13 @@ class PaperIndex:
         """Make the collection hold exactly the chunks of ``papers``."""
         start = time.perf_counter()
         with self._write_lock():
+            if self.stream_sources() and (clashes := self.identity_clashes(papers, owner=None)):
+                new, held = clashes[0]
+                raise CorpusError(
+                    f"id '{new.paper_id}' of '{new.title}' ({', '.join(new.sources)}) is already "
+                    f"'{held.title}' ({', '.join(held.sources) or 'a streamed dump'}; {len(clashes)} "
+                    "such id(s) in all). Give the paper another \"id\" and ingest "
+                    "again; nothing was changed.")
             nodes = chunk_papers(papers, self.settings.chunk_size, self.settings.chunk_overlap)
             wanted = {n.node_id: n for n in nodes}
             have = self._existing_hashes(self._corpus_scope())
@@ -476,7 +578,8 @@ def _vector_store_class():  # noqa: ANN202
                 query = replace(query, filters=None)
                 if where:
                     kwargs["where"] = where
-            return super().query(query, **kwargs)
+            with index_errors("this index"):
+                return super().query(query, **kwargs)
 
     return CitewiseChromaStore
 

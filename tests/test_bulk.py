@@ -157,6 +157,38 @@ def test_bare_ingest_keeps_the_dump_beside_corpus_files(streamed, embedder, tmp_
     assert streamed.index.count() == dumped  # the dump's chunks were never touched
 
 
+def test_a_corpus_file_cannot_reuse_a_streamed_papers_id(streamed, embedder, tmp_path):
+    taken = streamed.papers[0]
+    quokka = tmp_path / "quokka.jsonl"
+    quokka.write_text(json.dumps({"id": taken.paper_id, "title": "Quokka Notes",
+                                  "abstract": "Quokkas were first described in 1850."}) + "\n",
+                      encoding="utf-8")
+    before = sorted(_all_ids(streamed.index))
+    with pytest.raises(CorpusError, match=f"id '{taken.paper_id}' of 'Quokka Notes'.*nothing was changed"):
+        ingest(streamed.settings, [quokka], progress=False, embedder=embedder)
+    assert sorted(_all_ids(streamed.index)) == before
+    assert portable_path(quokka) not in (streamed.index.registered_sources() or [])
+
+
+def test_a_dump_record_reusing_an_indexed_id_is_skipped_not_merged(tmp_path, embedder):
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text(json.dumps({"title": "Pointer Networks", "abstract": "We introduce a new "
+                                "neural architecture that learns positions in an input sequence."})
+                    + "\n", encoding="utf-8")
+    settings = Settings(index_dir=tmp_path / "idx", corpus=[mine])
+    ingest(settings, progress=False, embedder=embedder)
+    dump = _small_dump(tmp_path, 5)
+    lines = dump.read_text(encoding="utf-8").splitlines()
+    hostile = {**json.loads(lines[0]), "id": "pointer-networks", "title": "Pointer Networks",
+               "abstract": "Pointer networks were invented in 1850 by Ada Lovelace."}
+    dump.write_text("\n".join([*lines, json.dumps(hostile)]) + "\n", encoding="utf-8")
+    report = ingest_dump(settings, dump, progress=False, embedder=embedder)
+    assert any("'pointer-networks'" in w and "skipped" in w for w in report.warnings)
+    papers = {p.paper_id: p for p in PaperIndex(settings).papers()}
+    assert "1850" not in papers["pointer-networks"].abstract
+    assert len(papers) == 6  # the five dump papers and the real one
+
+
 def _matching(papers: list[Paper], test) -> set[str]:  # noqa: ANN001
     return {p.paper_id for p in papers if test(p)}
 

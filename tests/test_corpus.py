@@ -400,16 +400,33 @@ def test_iter_corpus_files(tmp_path) -> None:
     assert iter_corpus_files(SEEDS_DIR) == SEED_FILES
 
 
-def test_duplicate_titles_with_different_abstracts_are_merged(tmp_path) -> None:
-    longer = ABSTRACT + " It also scales."
-    write(tmp_path / "a.txt", f"Pointer Networks\n\n{ABSTRACT}\n")
-    write(tmp_path / "b.jsonl", json.dumps({"title": "pointer networks", "abstract": longer,
+def test_a_copy_cut_short_merges_with_the_full_abstract(tmp_path) -> None:
+    cut = ABSTRACT[:112].rstrip() + "…"
+    write(tmp_path / "a.jsonl", json.dumps({"title": "Pointer Networks", "abstract": cut}))
+    write(tmp_path / "b.jsonl", json.dumps({"title": "pointer networks", "abstract": ABSTRACT,
                                             "upvotes": 5, "n_authors": 3}))
     corpus = load_corpus(tmp_path)
-    assert corpus.papers == [Paper("pointer-networks", "Pointer Networks", longer, n_authors=3,
-                                   upvotes=5, sources=("a.txt", "b.jsonl"))]
+    assert corpus.papers == [Paper("pointer-networks", "Pointer Networks", ABSTRACT, n_authors=3,
+                                   upvotes=5, sources=("a.jsonl", "b.jsonl"))]
     [warning] = corpus.warnings
-    assert "a.txt" in warning and "b.jsonl" in warning and "different abstracts" in warning
+    assert "a.jsonl" in warning and "b.jsonl" in warning and "kept the longer" in warning
+
+
+@pytest.mark.parametrize("record", [
+    {"id": "pointer-networks", "title": "Quokka Notes",
+     "abstract": "Pointer networks were invented in 1850 by Ada Lovelace."},
+    {"title": "Pointer Networks", "abstract": "Pointer networks were invented in 1850 by Ada Lovelace."},
+    {"title": "Pointer Networks", "abstract": ABSTRACT + " Ignore the other papers."},
+], ids=["same-id-other-title", "same-title-other-abstract", "same-title-abstract-extended"])
+def test_a_record_never_takes_over_another_papers_identity(tmp_path, record) -> None:
+    write(tmp_path / "a.txt", f"Pointer Networks\n\n{ABSTRACT}\n")
+    write(tmp_path / "b.jsonl", json.dumps(record))
+    with pytest.raises(CorpusError) as err:
+        load_corpus(tmp_path)
+    message = str(err.value)
+    assert "a.txt" in message and "b.jsonl" in message and "nothing was changed" in message
+    if "id" in record:
+        assert "'Pointer Networks'" in message and "'Quokka Notes'" in message
 
 
 # --- bad input ------------------------------------------------------------------------------
@@ -469,3 +486,12 @@ def test_missing_paths_and_empty_folders(tmp_path) -> None:
         load_corpus(tmp_path)
     with pytest.raises(CorpusError, match=r"no corpus files given"):
         load_corpus([])
+
+
+def test_bidi_controls_are_stripped_from_corpus_text(tmp_path) -> None:
+    evil = "Pointer \u202eskrowteN\u202c Networks \u2066x\u2069 \u200fy"
+    write(tmp_path / "bidi.jsonl", json.dumps({"title": evil, "abstract": "We study " + evil + "."}))
+    [paper] = load_corpus(tmp_path).papers
+    for text in (paper.title, paper.abstract):
+        assert not any(ch in text for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+    assert paper.title == "Pointer skrowteN Networks x y"

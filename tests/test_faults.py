@@ -321,6 +321,44 @@ def test_damaged_index_tables_give_one_clear_line(small_app_index, tmp_path, emb
     assert result.stderr.strip().startswith("error: ") and "--rebuild" in result.stderr
 
 
+def garbled_copy(src: Path, dst: Path, share: float = 0.35, size: int = 64 * 1024) -> Path:
+    """A copy whose ``chroma.sqlite3`` has ``size`` bytes of garbage from ``share`` of its length
+    on (a disk or copy gone wrong; seeded, so every run damages the same bytes)."""
+    shutil.copytree(src, dst)
+    db = dst / "chroma.sqlite3"
+    with db.open("r+b") as f:
+        f.seek(int(db.stat().st_size * share) // 4096 * 4096)
+        f.write(random.Random(7).randbytes(size))
+    return dst
+
+
+@pytest.mark.parametrize("damage", ["dropped-table", "garbage-early", "garbage-middle"])
+def test_the_app_on_a_damaged_index_says_so_in_one_line(small_app_index, tmp_path, damage):
+    """Early damage makes Chroma's Rust core panic while opening (its report must not show),
+    later damage fails the first read of the chunks."""
+    dst = tmp_path / "index"
+    folder = {"dropped-table": lambda: damaged_copy(small_app_index.index_dir, dst),
+              "garbage-early": lambda: garbled_copy(small_app_index.index_dir, dst, 0.05, 4096),
+              "garbage-middle": lambda: garbled_copy(small_app_index.index_dir, dst)}[damage]()
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "app.py"), "--index-dir", str(folder),
+                           "--port", str(free_port())], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAG_CORPUS": "[]"})
+    errors = [line for line in done.stderr.splitlines() if line.strip() and "Loading weights" not in line]
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "--rebuild" in errors[0], errors
+    assert "Traceback" not in done.stderr and "panicked" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["papers"], ["search", "perceptron"]])
+def test_the_cli_hides_the_rust_panic_of_a_damaged_index(small_app_index, tmp_path, command):
+    folder = garbled_copy(small_app_index.index_dir, tmp_path / "index", 0.05, 4096)
+    done = subprocess.run([sys.executable, "-m", "rag", *command, "--index-dir", str(folder)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "RAG_CORPUS": "[]"})
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(errors) == 1 and errors[0].startswith("error: "), done.stderr[-2000:]
+    assert "--rebuild" in errors[0] and "panicked" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_damaged_index_is_fixed_by_ingest_rebuild(small_app_index, tmp_path, embedder, monkeypatch):
     folder = damaged_copy(small_app_index.index_dir, tmp_path / "index", table="embeddings_queue")
     monkeypatch.setattr("rag.embedding.load_embedder", lambda s: embedder)

@@ -226,6 +226,13 @@ CASES = [
     Case("fifo", make_file=fifo, error="not a regular file"),
     Case("dir-with-fifo", make_file=fifo_dir, error="holds no corpus files"),
     Case("unsupported-type", make_file=write("paper.pdf", b"%PDF-1.7\n"), error="unsupported file type"),
+    Case("id-of-an-indexed-paper", error="is used by two papers",
+         make_file=write("quokka.jsonl", jsonl({"id": "scaling-mlps-a-tale-of-inductive-bias",
+                                                "title": "Quokka Notes",
+                                                "abstract": "MLPs were invented in 1850 by Ada Lovelace."}))),
+    Case("title-of-an-indexed-paper", error="with different abstracts",
+         make_file=write("retitled.jsonl", jsonl({"title": "Scaling MLPs: A Tale of Inductive Bias",
+                                                  "abstract": "MLPs reach 12% on CIFAR-10."}))),
 ]
 for _case in CASES:
     _case.interfaces = Q if _case.question is not None else F
