@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .sentences import CITATION_MARKER, STOPWORDS, content_terms
+from .sentences import CITATION_MARKER, STOPWORDS, content_terms, named_terms
 from .short_answers import is_yes_no_question
 
 #: Words between a value and its noun that say nothing about what is counted.
@@ -38,6 +38,11 @@ _WINDOW_BEFORE, _WINDOW_AFTER = 6, 4  # source words around a value that may nam
 _PREFIX = 5  # "identification" and "identify" bind the same value
 _VALUE = re.compile(r"^\d[\d,]*(?:\.\d+)?(?:[a-z]{1,2})?$")
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
+#: Question words that sit next to any value and say nothing about what it measures.
+_GENERIC = frozenset(w.rstrip("s")[:_PREFIX] for w in content_terms(
+    "reach reaches achieve achieves obtain get gets report reports show shows gain gains improve "
+    "improves yield yields attain attains score scores many much large big fast high low well "
+    "number amount value method model approach paper authors use used"))
 
 _QUANTITY = re.compile(
     r"\b(?:how (?:many|much|fast|large|long|big|often|small)|what (?:\w+[- ]){0,3}?(?:accuracy|"
@@ -125,6 +130,53 @@ def _display(sentence: str, value: str) -> str:
     """``value`` as the sentence writes it ("100K", not "100k")."""
     m = re.search(re.escape(value), sentence.replace(",", ""), re.I)
     return m.group(0) if m else value
+
+
+def _key(word: str) -> str:
+    """How words are matched between question and sentence: "MLPs", "MLP" and "mlp" alike."""
+    word = word.lower()
+    return (word[:-1] if len(word) > 3 and word.endswith("s") else word)[:_PREFIX]
+
+
+def asked_values(question: str, sentence: str) -> dict[str, set[str]]:
+    """The values of ``sentence`` about what ``question`` asks: question term (stem prefix) →
+    values written within a few words of it ("93% on CIFAR10", "a test error of 3.65").
+
+    >>> asked_values("What accuracy on CIFAR10 does it reach?", "It reaches 93% accuracy on CIFAR10.")
+    {'accur': {'93'}, 'cifar': {'93'}}
+    """
+    asked = {_key(t) for t in content_terms(question)} - _GENERIC
+    words = _words(sentence)
+    found: dict[str, set[str]] = {}
+    for i, value in enumerate(words):
+        if not _VALUE.match(value) or _YEAR.match(value):
+            continue
+        near = words[max(0, i - _WINDOW_BEFORE):i] + words[i + 1:i + _WINDOW_AFTER + 1]
+        for word in near:
+            if (key := _key(word)) in asked and not _VALUE.match(word):
+                found.setdefault(key, set()).add(value)
+    return found
+
+
+def conflicting_values(question: str, a: str, b: str) -> bool:
+    """Whether two sentences give different values for the same thing the question asks about:
+    they put values next to the same two (or more) question terms, name
+    the same of the question's names (a dataset, a model), and share no value.
+
+    >>> q = "What CIFAR10 accuracy does an MLP reach?"
+    >>> conflicting_values(q, "An MLP reaches 93% on CIFAR10.", "MLPs reach 12% on CIFAR10.")
+    True
+    >>> conflicting_values(q, "An MLP reaches 93% on CIFAR10.", "It gets 93% on CIFAR10 too.")
+    False
+    """
+    mine, theirs = asked_values(question, a), asked_values(question, b)
+    shared = mine.keys() & theirs.keys()
+    if len(shared) < 2:
+        return False
+    names = {_key(t) for n in named_terms(question) for t in content_terms(n)}
+    if names & {_key(t) for t in content_terms(a)} != names & {_key(t) for t in content_terms(b)}:
+        return False
+    return not (set().union(*mine.values()) & set().union(*theirs.values()))
 
 
 def novelty(question: str, sentence: str) -> float:

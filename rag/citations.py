@@ -10,6 +10,9 @@ embeddings lift a paraphrase, never sink a copy; (4) a negation ("not", "never",
 one side only multiplies the score by 0.45. ``verify_answer`` keeps a sentence with each
 source that passes the hard checks and scores ``>= min_support``; an optional judge is asked
 only within ``JUDGE_BAND`` of ``min_support`` and the score becomes ``(score + p) / 2``.
+Sentences of an abstract that instruct the reader ("always write this and cite [1]") never
+support anything, and an answer sentence that is an instruction is no claim
+(``rag.injection``).
 
 >>> parse_citations("LSTMs help [1][3]. They are slow. [2]")
 [('LSTMs help.', [1, 3]), ('They are slow.', [2])]
@@ -24,6 +27,7 @@ from typing import Callable
 
 from .answer_checks import binding_failures
 from .evidence import Embed, cached_embed, cosine_to_first
+from .injection import evidence_sentences, evidence_text, is_instruction
 from .sentences import CITATION_MARKER, content_terms, named_terms, numbers_in, split_sentences
 from .types import AnswerSentence, Citation, Source
 
@@ -199,12 +203,14 @@ def support_score(sentence: str, source_text: str, embed: Embed | None = None,
     >>> support_score("It gets 90.5%.", "It gets 80.5%.").reasons
     ['number 90.5 not in source']
     """
-    sentence, sents = _tidy(sentence), split_sentences(source_text)
+    sentence, sents = _tidy(sentence), evidence_sentences(source_text)
     if is_hedge(sentence):
         return SupportResult(0.0, ["no claim to support (hedge or meta statement)"], [], False)
+    if is_instruction(sentence):
+        return SupportResult(0.0, ["an instruction, not a claim"], [], False)
     if not sents:
         return SupportResult(0.0, ["empty source"], [], False)
-    if failures := hard_failures(sentence, f"{source_text}\n{context}"):
+    if failures := hard_failures(sentence, f"{' '.join(sents)}\n{context}"):
         return SupportResult(0.0, failures, [], False)
     if not (terms := _terms(sentence)):
         return SupportResult(0.0, ["no content words"], [], True)
@@ -258,8 +264,9 @@ def verify_answer(text: str, sources: list[Source], min_support: float,
         if (sentence, n) not in cache:
             s = sources[n - 1]
             meta = " ".join(str(s.metadata.get(x, "")) for x in ("published", "year"))
-            r = support_score(sentence, s.abstract or s.text, embed, f"{s.title} {s.text} {meta}")
-            ev = " ".join(r.evidence) or s.abstract or s.text
+            text = s.abstract or s.text
+            r = support_score(sentence, text, embed, f"{s.title} {evidence_text(s.text)} {meta}")
+            ev = " ".join(r.evidence) or evidence_text(text)
             cache[sentence, n] = _with_judge(r, sentence, ev, judge, min_support)
         return cache[sentence, n]
 

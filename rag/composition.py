@@ -35,9 +35,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .answer_checks import QuestionShape, has_value, is_echo
+from .answer_checks import QuestionShape, conflicting_values, has_value, is_echo
 from .evidence import Embed, sentence_scores
-from .sentences import content_terms, named_terms, split_sentences
+from .injection import evidence_sentences
+from .sentences import content_terms, named_terms
 from .types import AnswerSentence, Source
 
 MAX_SENTENCES = 3  # a question in several parts
@@ -48,6 +49,7 @@ DUPLICATE = 0.7  # share of a sentence's terms already in the answer that makes 
 CUE_BONUS = 0.15  # a sentence that states a contribution or a finding
 NAME_BONUS = 0.1  # multi-paper answers: a sentence naming something the question does not
 SECOND_PAPER = 0.6  # a further paper joins a multi answer if its retrieval score is this share of the first's
+RIVAL_SIMILARITY = 0.75  # a paper giving another value must be this close in meaning (cosine share of the best)
 
 
 #: "we propose X", "dubbed X", "results show": sentences that say what a paper did or found,
@@ -73,7 +75,7 @@ def candidates(question: str, sources: Sequence[Source], embed: Embed | None = N
     """Every sentence of every source, scored against ``question``, best first."""
     out = []
     for source in sources:
-        sentences = split_sentences(source.abstract or source.text)
+        sentences = evidence_sentences(source.abstract or source.text)
         bonus = RANK_BONUS if source.number == 1 else 0.0
         out += [Candidate(source.number, text,
                           score + bonus + (CUE_BONUS if ANSWER_CUE.search(text) else 0.0))
@@ -89,7 +91,38 @@ def lead_sentences(question: str, sentences: Sequence[AnswerSentence]) -> list[A
             and shape.fits(s.text)]
 
 
-def _marked(text: str, number: int) -> str:
+def rival(question: str, answer: str, number: int, sources: Sequence[Source],
+          pool: Sequence[Candidate]) -> Candidate | None:
+    """Another paper's sentence that gives a different value for what ``question`` asks than
+    ``answer`` (cited to source ``number``): two sources disagree, and the answer must say so
+    rather than pick one silently. Only papers that retrieval ranks close to the first count (as
+    for a multi-paper answer, ``SECOND_PAPER``, and by meaning alone, ``RIVAL_SIMILARITY``): a
+    paper about another method that reports its own figure on the same benchmark is no rival.
+    Of each, its best sentence that puts another value beside the same question terms
+    (``rag.answer_checks.conflicting_values``).
+    ``pool``: ``candidates`` of the question, best first.
+
+    >>> a = Source(1, "a", "A", 1.0, "", "An MLP reaches 93% on CIFAR10.")
+    >>> b = Source(2, "b", "B", 0.9, "", "We study MLPs. An MLP reaches 12% on CIFAR10.")
+    >>> q = "What accuracy does an MLP reach on CIFAR10?"
+    >>> rival(q, "An MLP reaches 93% on CIFAR10 [1].", 1, [a, b], candidates(q, [a, b])).text
+    'An MLP reaches 12% on CIFAR10.'
+    """
+    shape = QuestionShape.of(question)
+    if not shape.wants_value or shape.multi or not sources or not has_value(answer):
+        return None
+    top = max(s.score for s in sources)
+    sims = [s.similarity for s in sources if s.similarity is not None]
+    close = {s.number for s in sources if s.number != number and s.score >= SECOND_PAPER * top
+             and (s.similarity is None or s.similarity >= RIVAL_SIMILARITY * max(sims))}
+    for c in pool:
+        if c.number in close and has_value(c.text) and conflicting_values(question, answer, c.text):
+            return c
+    return None
+
+
+def marked(text: str, number: int) -> str:
+    """``text`` as an answer sentence citing source ``number``: "It works [2]."."""
     body = " ".join(text.split()).rstrip()
     end = body[-1] if body[-1:] in ".!?" else "."
     return f"{body.rstrip('.!?').rstrip()} [{number}]{end}"
@@ -121,7 +154,7 @@ def _single(question: str, lead: Sequence[AnswerSentence], pool: list[Candidate]
     have: set[str] = set()
     if lead:
         anchor = lead[0].citations[0]
-        parts.append(_marked(lead[0].text, anchor))
+        parts.append(marked(lead[0].text, anchor))
         have = set(content_terms(lead[0].text))
     else:
         anchor = pool[0].number
@@ -135,7 +168,7 @@ def _single(question: str, lead: Sequence[AnswerSentence], pool: list[Candidate]
             continue
         adds = bool((terms & asked) - have) or (shape.wants_value and not valued and has_value(c.text))
         if len(parts) < SINGLE_PART or adds:
-            parts.append(_marked(c.text, c.number))
+            parts.append(marked(c.text, c.number))
             have |= terms
             valued = valued or has_value(c.text)
     return " ".join(parts)
@@ -157,5 +190,5 @@ def _per_paper(question: str, pool: list[Candidate], sources: Sequence[Source]) 
     for number in papers:
         if own := [c for c in pool if c.number == number]:
             best = max(own, key=weight)
-            parts.append(_marked(best.text, number))
+            parts.append(marked(best.text, number))
     return " ".join(parts)

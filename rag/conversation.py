@@ -31,6 +31,22 @@ _FOLLOW_UP = re.compile(
 )
 
 
+_PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">", '"': '"', "'": "'", "“": "”", "‘": "’", "«": "»"}
+
+
+def _unwrapped(text: str) -> str:
+    """``text`` without brackets or quotes wrapped around the whole of it ("((What is X?))"),
+    nor runs of three or more bracket characters at either end.
+
+    >>> _unwrapped("[[[(What is a Ptr-Net?)]]]"), _unwrapped("Why (2015)?"), _unwrapped("((((Why?")
+    ('What is a Ptr-Net?', 'Why (2015)?', 'Why?')
+    """
+    while len(text) >= 2 and _PAIRS.get(text[0]) == text[-1]:
+        text = text[1:-1].strip()
+    text = re.sub(r"^[\[\](){}<>]{3,}\s*|\s*[\[\](){}<>]{3,}$", "", text)
+    return text.strip()
+
+
 def clean_question(text: Any) -> str:
     """Strip control characters and extra spaces; reject empty or oversized questions."""
     if not isinstance(text, str):
@@ -38,7 +54,7 @@ def clean_question(text: Any) -> str:
     text = "".join(  # control, format, separator and lone-surrogate characters
         " " if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") else ch for ch in text
     )
-    text = " ".join(text.split())
+    text = _unwrapped(" ".join(text.split()))
     if not text:
         raise QuestionError("The question is empty; type a question about the papers.")
     if len(text) > MAX_QUESTION_CHARS:

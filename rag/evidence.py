@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .sentences import content_terms, numbers_in, split_sentences
+from .injection import evidence_sentences
+from .sentences import content_terms, numbers_in
 
 Embed = Callable[[list[str]], Sequence[Sequence[float]]]
 
@@ -102,12 +103,13 @@ def sentence_scores(question: str, sentences: list[str], embed: Embed | None = N
 def select_evidence(question: str, abstract: str, n: int, embed: Embed | None = None) -> list[str]:
     """The ``n`` sentences of ``abstract`` most relevant to ``question``, in original order.
 
-    Sentences are returned verbatim (as ``split_sentences`` cuts them).
+    Sentences are returned verbatim (as ``split_sentences`` cuts them); sentences that
+    instruct the reader are never chosen (``rag.injection``).
 
     >>> select_evidence("Who wins?", "A wins. B loses. C draws.", 5)
     ['A wins.', 'B loses.', 'C draws.']
     """
-    sentences = split_sentences(abstract)
+    sentences = evidence_sentences(abstract)
     if n <= 0 or not sentences:
         return []
     if len(sentences) <= n:
@@ -132,7 +134,7 @@ def pool_evidence(question: str, sources: Sequence[Any], n: int, rank_bonus: flo
     """
     scored = []
     for source in sources:
-        sentences = split_sentences(source.abstract or source.text)
+        sentences = evidence_sentences(source.abstract or source.text)
         bonus = rank_bonus if source.number == 1 else 0.0
         for i, (sentence, score) in enumerate(zip(sentences, sentence_scores(question, sentences, embed))):
             scored.append((-(score + bonus), source.number, i, sentence))

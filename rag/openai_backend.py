@@ -28,6 +28,7 @@ import httpx
 from .config import Settings
 from .errors import ModelError
 from .generation import NO_WORDS, YES_WORDS, TimingInfo
+from .injection import escaped_messages
 
 CHARS_PER_TOKEN, TOKENS_PER_MESSAGE, TOP_LOGPROBS = 4, 4, 20  # 20: OpenAI's (and vLLM's) maximum
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 300.0  # read: the longest wait for the next bytes
@@ -75,6 +76,7 @@ class OpenAIGenerator:
         return ModelError(f"{at} failed: {type(exc).__name__}: {exc}")
 
     def _body(self, messages: list[dict], max_tokens: int | None, **extra: Any) -> dict:
+        messages = escaped_messages(messages)  # text is data: no chat-template control tokens
         return {"model": self.model, "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
                 "max_tokens": int(max_tokens or self.settings.max_new_tokens), "temperature": 0, **extra}
 

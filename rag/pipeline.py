@@ -21,11 +21,12 @@ from typing import Any
 
 from .answer_checks import QuestionShape, has_value
 from .citations import citations_removed, verify_answer
-from .composition import candidates, compose, lead_sentences
+from .composition import candidates, compose, lead_sentences, marked, rival
 from .config import Settings
 from .conversation import clean_question, standalone_question
 from .evidence import Embed, cached_embed, pool_evidence
-from .prompts import NOT_FOUND, REFUSAL, answer_messages, judge_messages
+from .injection import trusted_sources
+from .prompts import DISAGREEMENT, NOT_FOUND, REFUSAL, answer_messages, judge_messages
 from .refusal import RefusalModel, load_refusal_model, rarest_missing, weighted_coverage
 from .retrieval import Filters, Retriever
 from .sentences import content_terms
@@ -116,11 +117,12 @@ class Pipeline:
         question = clean_question(question)
         query = standalone_question(question, history)
         yield Status("searching", query)
-        sources = self.retriever.search(query, filters=filters)
+        sources, withheld = trusted_sources(self.retriever.search(query, filters=filters))
         timings["retrieval"] = time.perf_counter() - t0
 
         def finish(answer: Answer) -> Answer:
             answer.standalone_question = query
+            answer.withheld = withheld
             timings["total"] = time.perf_counter() - t0
             answer.timings = {k: round(v, 3) for k, v in timings.items()}
             return answer
@@ -172,16 +174,34 @@ class Pipeline:
         final = self._verify(compose(query, lead, sources), sources, embed)
         if not final.citations or not final.kept_text.strip():
             return self._refusal(question, sources, "no sentence survived verification")
+        final, disagreement = self._with_rival(query, final, sources, embed)
         values = self._features(query, sources, final, bool(lead), degenerate, embed)
         refusal = self.refusal_model
         confidence = refusal.probability(values) if refusal else None
         if reason := self._refusal_reason(values, confidence):
             answer = self._refusal(question, sources, reason)
         else:
-            answer = Answer(question=question, text=final.kept_text, refused=False,
-                            citations=final.citations, sources=sources)
+            text = final.kept_text
+            if disagreement:
+                a, b = disagreement
+                text = f"{DISAGREEMENT.format(a=a, b=b)} {text}"
+            answer = Answer(question=question, text=text, refused=False, citations=final.citations,
+                            sources=sources, disagreement=disagreement)
         answer.sentences, answer.confidence, answer.signals = final.sentences, confidence, values
         return answer
+
+    def _with_rival(self, query: str, final, sources: list[Source],  # noqa: ANN001, ANN202
+                    embed: Embed | None):
+        """``final`` with another paper's differing value added when two sources disagree on
+        what the question asks (``rag.composition.rival``), and the two source numbers."""
+        number = final.citations[0].number
+        other = rival(query, final.kept_text, number, sources, candidates(query, sources))
+        if other is None:
+            return final, []
+        both = self._verify(f"{final.kept_text} {marked(other.text, other.number)}", sources, embed)
+        if other.number not in {c.number for c in both.citations}:
+            return final, []
+        return both, [number, other.number]
 
     def _refusal_reason(self, values: dict[str, float], confidence: float | None) -> str | None:
         """Why a verified answer is refused anyway, or ``None`` to answer."""

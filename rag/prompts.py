@@ -15,6 +15,12 @@ from collections.abc import Sequence
 #: The fixed answer when the indexed papers don't answer a question.
 REFUSAL = "The indexed papers don't answer this."
 
+#: The opening of an answer whose sources give different values for what was asked.
+DISAGREEMENT = "Sources [{a}] and [{b}] give different values; both are quoted."
+
+#: Said of a retrieved paper whose abstract addresses the reader (``rag.injection``).
+WITHHELD = "its abstract gives instructions to the reader, so it is never used as evidence"
+
 #: What the model is asked to write when the sources don't answer.
 NOT_FOUND = "NOT FOUND"
 

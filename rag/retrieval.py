@@ -60,6 +60,11 @@ class Filters:
             object.__setattr__(self, "authors", (self.authors,))
         for name in ("paper_ids", "authors"):  # lists from callers stay hashable
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        start = _date_int(self.date_from, end=False) if self.date_from else None
+        end = _date_int(self.date_to, end=True) if self.date_to else None
+        if start is not None and end is not None and start > end:
+            raise QuestionError(f"The date range is reversed: from {self.date_from} is after to "
+                                f"{self.date_to}; swap them.")
 
     def is_empty(self) -> bool:
         return not (self.paper_ids or self.date_from or self.date_to or self.categories

@@ -124,6 +124,8 @@ class Answer:
     device: str = ""
     confidence: float | None = None  # P(answerable) from the refusal classifier, when it ran
     signals: dict[str, float] = field(default_factory=dict)  # the classifier's inputs
+    disagreement: list[int] = field(default_factory=list)  # two sources giving different values
+    withheld: list[Source] = field(default_factory=list)  # retrieved, but their abstracts instruct the reader
 
     @property
     def cited_paper_ids(self) -> list[str]:
@@ -145,6 +147,8 @@ class Answer:
             "device": self.device,
             "confidence": self.confidence,
             "signals": self.signals,
+            "disagreement": self.disagreement,
+            "withheld": [s.to_dict() for s in self.withheld],
         }
 
 

@@ -9,14 +9,16 @@ abstract holding ``<script>`` shows as text, and supporting sentences are highli
 'A &lt;b&gt;bold&lt;/b&gt; claim. <mark>Another one.</mark>'
 """
 
+import hmac
 import html
 import logging
 import re
 import threading
+import time
 from datetime import date
 
-from .errors import RagError
-from .prompts import REFUSAL
+from .errors import QuestionError, RagError
+from .prompts import REFUSAL, WITHHELD
 from .retrieval import Filters
 from .types import Answer, Source, Status, Token
 
@@ -39,7 +41,7 @@ EMPTY_SOURCES = '<div class="cw-note">The papers behind each answer appear here.
 FINDING = '<div class="cw-note">Finding the papers…</div>'
 CSS = """
 .cw-card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px;
-  margin-bottom: 10px; background: var(--background-fill-primary);}
+  margin-bottom: 10px; background: var(--background-fill-primary); overflow-wrap: anywhere;}
 .cw-card.cw-cited {border-left: 4px solid var(--color-accent);}
 .cw-head {font-weight: 600; line-height: 1.35;} .cw-num {color: var(--color-accent); margin-right: 4px;}
 .cw-badge {margin-left: 6px; font-size: .75em; padding: 1px 7px; border-radius: 9px;
@@ -129,14 +131,19 @@ def render_answer(answer: Answer) -> str:
     """The verified answer as chat Markdown (escaped), or the plain refusal."""
     if answer.refused:
         closest = "; ".join(f"[{s.number}] {s.title}" for s in answer.sources[:3])
-        return md_text(REFUSAL) + (f"\n\n*Closest papers found:* {md_text(closest)}" if closest else "")
+        return "\n\n".join([md_text(REFUSAL) + (f"\n\n*Closest papers found:* {md_text(closest)}"
+                                                if closest else ""), *_withheld_md(answer)])
     cited = " · ".join(f"[{c.number}] {c.title}" for c in answer.citations)
     parts = [_cited_md(answer.text), f"*Sources:* {_cited_md(cited)}"]
     dropped = sum(1 for s in answer.sentences if not s.supported)
     if dropped:
         parts.append(f"*{dropped} draft sentence{'s' if dropped > 1 else ''} removed: "
                      "the cited abstracts don't support it.*")
-    return "\n\n".join(parts)
+    return "\n\n".join(parts + _withheld_md(answer))
+
+
+def _withheld_md(answer: Answer) -> list[str]:
+    return [f"*Withheld:* {md_text(s.title)} ({md_text(WITHHELD)})" for s in answer.withheld]
 
 
 def render_draft(draft: str, note: str) -> str:
@@ -159,6 +166,29 @@ def parse_filters(date_from: str | None, date_to: str | None) -> Filters:
     return Filters(date_from=days[0], date_to=days[1])
 
 
+def _message(exc: BaseException) -> str:
+    """One readable line for a user error (a pydantic error: its fields and problems)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
+def check_k(k: object, high: int = 50) -> int | None:
+    """``k`` (papers to retrieve) as an int from 1 to ``high``, ``None`` for the default;
+    ``QuestionError`` otherwise.
+
+    >>> check_k(5.0), check_k(None)
+    (5, None)
+    """
+    if k is None or k == "":
+        return None
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k) or not 1 <= k <= high:
+        raise QuestionError(f"k must be a whole number of papers from 1 to {high} (got {str(k)[:40]!r}).")
+    return int(k)
+
+
 def friendly_error(exc: BaseException):  # noqa: ANN201 - a gr.Error
     """A user-facing ``gr.Error``: the message of a known error, a generic one otherwise."""
     import gradio as gr
@@ -166,10 +196,46 @@ def friendly_error(exc: BaseException):  # noqa: ANN201 - a gr.Error
     if isinstance(exc, gr.Error):
         return exc
     if isinstance(exc, (RagError, ValueError)):
-        return gr.Error(html.escape(str(exc)), print_exception=False)
+        return gr.Error(html.escape(_message(exc), quote=False), print_exception=False)
     log.error("unexpected error while answering", exc_info=exc)
     return gr.Error("Something went wrong on the server (details are in its log). "
                     "Please try again.", print_exception=False)
+
+
+class Login:
+    """The app's login check (Gradio calls it with the typed user name and password): a
+    constant-time comparison, and after ``max_failures`` wrong passwords in a row every attempt
+    is refused for ``lockout`` seconds, so that a password cannot be guessed at network speed.
+    Gradio does not pass the client's address to this check; the lock holds for everyone,
+    which is the safe side for a single-user login (put a proxy in front for per-address limits).
+
+    >>> login = Login("ada", "secret", max_failures=2, lockout=60)
+    >>> login("ada", "x"), login("ada", "y"), login("ada", "secret")
+    (False, False, False)
+    """
+
+    def __init__(self, user: str, password: str, max_failures: int = 5, lockout: float = 30.0,
+                 clock=time.monotonic):  # noqa: ANN001
+        self._user, self._password = user.encode(), password.encode()
+        self.max_failures, self.lockout, self._clock = max_failures, lockout, clock
+        self._failures, self._locked_until = 0, float("-inf")
+        self._lock = threading.Lock()
+
+    def __call__(self, user: str, password: str) -> bool:
+        with self._lock:
+            if self._clock() < self._locked_until:
+                return False
+            ok = hmac.compare_digest(str(user).encode(), self._user) & hmac.compare_digest(
+                str(password).encode(), self._password)
+            if ok:
+                self._failures = 0
+                return True
+            self._failures += 1
+            if self._failures >= self.max_failures:
+                self._failures, self._locked_until = 0, self._clock() + self.lockout
+                log.warning("%d wrong logins in a row: logins refused for %.0f s",
+                            self.max_failures, self.lockout)
+            return False
 
 
 class ChatUI:
@@ -216,7 +282,7 @@ class ChatUI:
         shown, cards, draft, answer = "*Searching the papers…*", FINDING, "", None
         try:
             filters = parse_filters(date_from, date_to)
-            events = self.view(k, mode).stream(question, history=turns, filters=filters)
+            events = self.view(check_k(k), mode).stream(question, history=turns, filters=filters)
             yield [*chat, {"role": "assistant", "content": shown}], turns, cards
             for event in events:
                 if isinstance(event, Token):
@@ -244,7 +310,7 @@ class ChatUI:
     def ask(self, question: str, k: int | None = None) -> dict:
         """Answer ``question`` from the indexed abstracts; the answer as JSON (``Answer.to_dict``)."""
         try:
-            return [e for e in self.view(k).stream(question) if isinstance(e, Answer)][-1].to_dict()
+            return [e for e in self.view(check_k(k)).stream(question) if isinstance(e, Answer)][-1].to_dict()
         except Exception as exc:
             raise friendly_error(exc) from None
 

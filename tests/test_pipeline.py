@@ -162,10 +162,11 @@ def test_injected_instructions_inside_an_abstract(tmp_path, embedder):
     ingest(settings, progress=False, embedder=embedder)
     gen = ScriptedGenerator("Sparse widgets are 3x faster than dense widgets [7]. The sky is green [7].")
     answer = Pipeline(settings, generator=gen, embedder=embedder).ask("How fast are sparse widgets?")
-    assert not answer.refused
-    assert [c.number for c in answer.citations] == [1]
-    assert answer.citations[0].title == "Sparse Widgets for Fast Retrieval"
-    assert "green" not in answer.text and "[7]" not in answer.text
+    # the paper that instructs the reader is withheld whole: none of its sentences is evidence
+    assert [s.title for s in answer.withheld] == ["Sparse Widgets for Fast Retrieval"]
+    assert [s.title for s in answer.sources] == ["Dense Gadgets"] and answer.sources[0].number == 1
+    assert "Sparse Widgets for Fast Retrieval" not in [c.title for c in answer.citations]
+    assert "green" not in answer.text and "[7]" not in answer.text and "3x" not in answer.text
     assert isinstance(answer, Answer)
 
 

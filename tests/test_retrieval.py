@@ -132,3 +132,22 @@ def test_a_small_search_does_not_shrink_later_ones(retriever):
     assert [h.node.node_id for h in retriever.bm25(query, 20, Filters())] == before_bm25
     assert len(before_bm25) == 20
     assert [h.paper_id for h in retriever.search(query, k=8)] == before
+
+
+@pytest.mark.parametrize(("start", "end"), [("2024-03-01", "2023-01-01"), ("2024", "2023-12-31"),
+                                            ("2023-06", "2023-05")])
+def test_a_reversed_date_range_is_an_error_not_an_empty_result(start, end):
+    with pytest.raises(QuestionError, match="date range is reversed.*swap them"):
+        Filters(date_from=start, date_to=end)
+    assert Filters(date_from="2023", date_to="2023").date_from == "2023"  # one year is fine
+
+
+def test_a_question_wrapped_in_brackets_is_asked_without_them(retriever):
+    from rag.conversation import clean_question
+
+    question = "Which architecture outputs positions in its input sequence?"
+    assert clean_question("(" * 100 + question + ")" * 100) == question
+    assert clean_question("[[[" + question) == question
+    assert clean_question('"' + question + '"') == question
+    top = retriever.search(clean_question("[" * 100 + question + "]" * 100))[0]
+    assert top.title == "Pointer Networks"
