@@ -209,7 +209,7 @@ def ask(
 @guarded
 def eval_(
     questions: Annotated[Optional[Path], typer.Option("--questions", help="Question set, JSON lines (default: eval/questions.jsonl).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: eval/reports/latest).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: eval/reports/latest for a full run, eval/reports/scratch with --limit or --questions).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N questions.")] = None,
     system: Annotated[str, typer.Option("--system", help="citewise, baseline (stock llama-index CitationQueryEngine) or both.")] = "citewise",
     judge: Annotated[str, typer.Option("--judge", help="Sentence support judge: generator (a local model), none (lexical), or an NLI model id/folder.")] = "generator",
@@ -232,7 +232,7 @@ def eval_(
         typer.echo(compare_runs(*compare))
         return
     settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode, model=model)
-    out = out or PROJECT_ROOT / "eval" / "reports" / "latest"
+    out = out or default_run_dir(PROJECT_ROOT, limit=limit, questions=questions)
     result = run_eval(settings, questions or PROJECT_ROOT / "eval" / "questions.jsonl", out, limit=limit,
                       system=system, judge=judge, progress=not quiet, baseline_dir=baseline_dir,
                       split=split, judge_model=judge_model)
@@ -242,6 +242,18 @@ def eval_(
         for key, (label, _) in DEFINITIONS.items():
             typer.echo(f"{label:<28} {format_value(key, result.get(key))}")
     typer.echo(f"\nReport: {out / 'report.md'}")
+
+
+def default_run_dir(root: Path, limit: int | None = None, questions: Path | None = None) -> Path:
+    """Where ``eval`` writes without ``--out``: the committed ``eval/reports/latest`` only for a
+    full run on the bundled questions; a quick try (``--limit``, other questions) goes to the
+    ignored ``eval/reports/scratch``, so it never overwrites the report of record.
+
+    >>> default_run_dir(Path("r")).as_posix(), default_run_dir(Path("r"), limit=5).as_posix()
+    ('r/eval/reports/latest', 'r/eval/reports/scratch')
+    """
+    partial = limit is not None or questions is not None
+    return root / "eval" / "reports" / ("scratch" if partial else "latest")
 
 
 @app.command("eval-judge")

@@ -49,16 +49,17 @@ def embedder_slug(spec: str) -> str:
 
 
 def pick_embed_device(requested: str) -> str:
-    """``auto`` → cuda, then mps, then cpu; anything else is used as given."""
-    if requested != "auto":
-        return requested
+    """``auto`` → cuda, then mps, then cpu; ``cuda``/``mps`` only when this machine has it
+    (``ModelError`` saying what to use otherwise, as the generator's device choice does)."""
     import torch
 
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if requested == "cuda" and not cuda or requested == "mps" and not mps:
+        raise ModelError(f"device '{requested}' is not available here; use device 'auto' or 'cpu'")
+    if requested != "auto":
+        return requested
+    return "cuda" if cuda else "mps" if mps else "cpu"
 
 
 def load_embedder(settings: Settings) -> "HuggingFaceEmbedding":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -94,3 +95,26 @@ def test_bad_corpus_file_names_file_and_line(tmp_path):
 def test_ask_empty_question_is_a_clear_error(seed_settings, seed_index):
     result = run("ask", "  ", "--index-dir", str(seed_settings.index_dir))
     assert result.exit_code == 1 and "error: The question is empty" in result.output
+
+
+def test_a_device_this_machine_lacks_is_one_line(seed_settings, seed_index):
+    """The embedder fails first (the generator gives the same line): not a 274-line traceback."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run("ask", "What is a pointer network?", "--device", "cuda", "--index-dir",
+                 str(seed_settings.index_dir))
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["error: device 'cuda' is not available here; use device 'auto' or 'cpu'"], lines
+
+
+def test_a_partial_eval_never_overwrites_the_report_of_record(tmp_path):
+    from rag.cli import default_run_dir
+
+    assert default_run_dir(tmp_path) == tmp_path / "eval" / "reports" / "latest"
+    assert default_run_dir(tmp_path, limit=5) == tmp_path / "eval" / "reports" / "scratch"
+    assert default_run_dir(tmp_path, questions=tmp_path / "mine.jsonl") == tmp_path / "eval" / "reports" / "scratch"
+    gitignore = (Path(__file__).resolve().parent.parent / ".gitignore").read_text(encoding="utf-8")
+    assert "eval/reports/scratch/" in gitignore.splitlines()
