@@ -8,8 +8,8 @@ model to paraphrase (slow on a CPU, and prone to drifting off topic).
 
 >>> standalone_question("and how fast is it?", [{"role": "user", "content": "What is Mamba?"}])
 'What is Mamba? and how fast is it?'
->>> standalone_question("What is RWKV?", [{"role": "user", "content": "What is Mamba?"}])
-'What is RWKV?'
+>>> standalone_question("What does the RWKV architecture do?", [("What is Mamba?", "A model.")])
+'What does the RWKV architecture do?'
 """
 
 from __future__ import annotations
@@ -65,20 +65,53 @@ def clean_question(text: Any) -> str:
     return text
 
 
-def user_turns(history: Sequence[Any] | None) -> list[str]:
-    """The user's earlier questions from a chat history.
+HISTORY_HELP = ("history must be a list of (question, answer) pairs or of {'role': 'user' | "
+                "'assistant' | 'system', 'content': text} messages")
+_ROLES = ("user", "assistant", "system")
 
-    Accepts Gradio/OpenAI-style ``{"role": ..., "content": ...}`` messages or
-    ``(user, assistant)`` pairs.
+
+def _content(content: Any) -> str | None:
+    """A message's text: a string, or the text parts of OpenAI/Gradio-style content lists."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        parts = [p.get("text") for p in content if p.get("type", "text") == "text"]
+        return " ".join(p for p in parts if isinstance(p, str))
+    return None
+
+
+def user_turns(history: Sequence[Any] | None) -> list[str]:
+    """The user's earlier questions from a chat history: ``(question, answer)`` pairs (the
+    answer may be ``None`` while it is pending) or Gradio/OpenAI-style ``{"role": ...,
+    "content": ...}`` messages, mixed if need be. Anything else is a ``QuestionError`` saying
+    what is accepted (a list of plain strings would otherwise lose the conversation silently).
+
+    >>> user_turns([("What is Mamba?", "A model [1]."), {"role": "user", "content": "and RWKV?"}])
+    ['What is Mamba?', 'and RWKV?']
     """
+    if history is None:
+        return []
+    if isinstance(history, (str, bytes, dict)) or not isinstance(history, Sequence):
+        raise QuestionError(f"{HISTORY_HELP}; got {type(history).__name__}.")
     turns = []
-    for item in history or []:
+    for i, item in enumerate(history):
         if isinstance(item, dict):
-            if item.get("role") == "user" and isinstance(item.get("content"), str):
-                turns.append(item["content"])
-        elif isinstance(item, (list, tuple)) and item and isinstance(item[0], str):
+            text = _content(item.get("content"))
+            if item.get("role") not in _ROLES or text is None:
+                raise QuestionError(f"{HISTORY_HELP}; item {i} is {_shown(item)}.")
+            if item["role"] == "user":
+                turns.append(text)
+        elif (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+              and (item[1] is None or isinstance(item[1], str))):
             turns.append(item[0])
+        else:
+            raise QuestionError(f"{HISTORY_HELP}; item {i} is {_shown(item)}.")
     return [t for t in (" ".join(t.split()) for t in turns) if t]
+
+
+def _shown(item: Any) -> str:
+    text = repr(item)
+    return text if len(text) <= 60 else text[:59] + "\u2026"
 
 
 def is_follow_up(question: str) -> bool:

@@ -219,3 +219,28 @@ def test_bare_yes_to_a_yes_no_question_becomes_the_evidence_sentence(make_pipeli
     draft = "Yes, ForwardGNN makes it possible to operate without generating negative inputs [1]."
     kept = make_pipeline(ScriptedGenerator(draft)).ask(question)
     assert kept.text.startswith(draft), kept.to_dict()  # then the abstract sentence that settles it
+
+
+@pytest.mark.parametrize("history", [
+    ["What is Mamba?", "A state-space model."],  # plain strings: used to be ignored silently
+    "What is Mamba?",
+    [{"role": "user"}],
+    [{"role": "robot", "content": "hi"}],
+    [("What is Mamba?",)],
+    [("What is Mamba?", "A model.", "extra")],
+    [42],
+    {"role": "user", "content": "What is Mamba?"},
+])
+def test_a_history_of_the_wrong_shape_is_a_clear_error(make_pipeline, history):
+    with pytest.raises(QuestionError, match=r"history must be a list of \(question, answer\) pairs"):
+        make_pipeline(ScriptedGenerator("x")).ask("and how fast is it?", history=history)
+
+
+def test_pairs_and_role_messages_are_both_conversations(make_pipeline):
+    pairs = [("What are codebook features in neural networks?", "They quantize hidden states [1].")]
+    messages = [{"role": "user", "content": [{"type": "text", "text": pairs[0][0]}]},
+                {"role": "assistant", "content": pairs[0][1]}]
+    for history in (pairs, messages, [(pairs[0][0], None)]):
+        answer = make_pipeline(ScriptedGenerator("x")).ask("and what datasets did they try it on?",
+                                                           history=history)
+        assert answer.standalone_question.startswith("What are codebook features")
