@@ -169,6 +169,10 @@ def paper_of(chunk_id: str) -> str:
     return chunk_id.rsplit("#", 1)[0]
 
 
+REFRESH_AGE = 1.0  # seconds a search trusts the index's last version check
+SHOWN_BUILD = 50_000  # chunks from which building the keyword index shows progress (> 2 s)
+
+
 class _BM25Index(NamedTuple):
     """The BM25 retriever over every chunk, with the chunk id of each of its documents in
     corpus order (built together, so a filter mask always lines up with the matrices)."""
@@ -185,7 +189,7 @@ class Retriever:
         self.settings = settings
         self._embedder = embedder
         self._bm25 = None
-        self._bm25_count = -1
+        self._bm25_key: tuple[str, int] | None = None
         self._query_encoder: Any = None
         self._lock = threading.Lock()
 
@@ -261,13 +265,14 @@ class Retriever:
         return [h for h in retriever.retrieve(query) if h.score > 0]
 
     def _bm25_index(self) -> _BM25Index | None:
-        """Built from the index's chunks; rebuilt when the index changed size."""
+        """Built from the index's chunks; rebuilt when the index changed (its version token or
+        its size: ``PaperIndex.refresh``)."""
         with self._lock:
-            count = self.index.count()
-            if count != self._bm25_count:
+            key = (self.index.seen_version, self.index.count())
+            if key != self._bm25_key:
                 nodes = self.index.chunk_nodes()
                 if not nodes:
-                    self._bm25, self._bm25_count = None, count
+                    self._bm25, self._bm25_key = None, key
                     return None
                 import Stemmer
                 from llama_index.retrievers.bm25 import BM25Retriever
@@ -275,11 +280,12 @@ class Retriever:
                 bm25 = BM25Retriever.from_defaults(
                     nodes=nodes, stemmer=Stemmer.Stemmer("english"), language="english",
                     similarity_top_k=min(len(nodes), max(self.settings.candidates, 1)),
+                    verbose=len(nodes) >= SHOWN_BUILD,  # bm25s' progress bars, on stderr
                 )
                 # Let filtered views built on the same matrices find node metadata.
                 bm25.bm25.corpus = bm25.corpus
                 ids = [entry["node_id"] for entry in bm25.corpus]
-                self._bm25, self._bm25_count = _BM25Index(bm25, ids), count
+                self._bm25, self._bm25_key = _BM25Index(bm25, ids), key
             return self._bm25
 
     def idf(self):  # noqa: ANN201 - Callable[[str], float]
@@ -316,6 +322,7 @@ class Retriever:
         k = k or self.settings.top_k
         mode = mode or self.settings.retrieval_mode
         filters = filters or Filters()
+        self.index.refresh(max_age=REFRESH_AGE)  # papers another process added since are searched too
         n = max(self.settings.candidates, k * 4)
         best: dict[str, str] = {}  # paper id -> id of its best chunk (dense first)
         similarity: dict[str, float] = {}  # paper id -> best chunk cosine

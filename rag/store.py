@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ _NODE_KEYS = frozenset(HIDDEN_KEYS) | {"title"}
 ADD_BATCH = 256  # chunks per commit: the most a killed ingest can lose
 PAGE = 5000  # records per Chroma read (its batch limit is ~5,461)
 STREAM_KEY = "stream_source"  # chunk metadata: the streamed dump a chunk belongs to
+VERSION_KEY = "version"  # collection metadata: changed by every write (``PaperIndex.version``)
 
 
 @dataclass
@@ -238,6 +241,13 @@ class PaperIndex:
         self.name = collection_name(settings)
         self._embedder = embedder
         self._client = open_client(settings, create)
+        self._open(create)
+        self._seen = self.version()
+        self._refreshing = threading.Lock()
+        self._checked = time.monotonic()
+
+    def _open(self, create: bool) -> None:
+        settings = self.settings
         try:
             if create:
                 self.collection = self._client.get_or_create_collection(
@@ -261,6 +271,51 @@ class PaperIndex:
                 f"The index at {settings.index_dir} is unusable ({exc}). Rebuild it "
                 "with `python -m rag ingest --rebuild`."
             ) from exc
+
+    # --- freshness --------------------------------------------------------------------------
+    def version(self) -> str:
+        """The index's version token: every write path changes it when it starts and when it
+        ends (``_write_lock``), so a reader can tell that another process wrote."""
+        with index_errors(self.location):
+            return str(self._meta().get(VERSION_KEY, ""))
+
+    def refresh(self, max_age: float = 0.0) -> bool:
+        """Whether the index changed since this object last looked (another process ingested,
+        synced, removed or re-tagged papers); if so, a local index is reopened first. Chroma
+        keeps one in-memory vector index per folder and process that never sees other
+        processes' additions (counts and metadata it does see), so a reader that only kept
+        its collection would miss new papers in dense search. ``max_age``: skip the check
+        (one metadata read) when the last one is younger than this many seconds."""
+        with self._refreshing:
+            if max_age and time.monotonic() - self._checked < max_age:
+                return False
+            self._checked = time.monotonic()
+            version = self.version()
+            if version == self._seen:
+                return False
+            if _writer(version) != _this_process():  # this process's own clients see its writes
+                self._reopen()
+            self._seen = version
+            return True
+
+    @property
+    def seen_version(self) -> str:
+        """The version token this object last read or wrote."""
+        return self._seen
+
+    def _reopen(self) -> None:
+        if not self.settings.chroma_url:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            # Drop Chroma's cached system for this folder so the new client reads the folder
+            # afresh; objects still holding the old one keep working on what they had.
+            SharedSystemClient._identifier_to_system.pop(self._client._identifier, None)
+            self._client = open_client(self.settings, create=False)
+            self._open(create=False)
+
+    def _bump_version(self, state: str) -> None:
+        self._seen = f"{state}-{_this_process()}-{uuid.uuid4().hex}"
+        self._set_meta(VERSION_KEY, self._seen)
 
     # --- reading ------------------------------------------------------------------------
     @property
@@ -498,18 +553,45 @@ class PaperIndex:
 
     @contextmanager
     def _write_lock(self):  # noqa: ANN202
-        """One writer at a time on a local index (a second ingest waits)."""
+        """One writer at a time on a local index (a second ingest waits). The version token
+        changes as the write starts and again as it ends, however it ends (an interrupted
+        write leaves a "writing" token, which readers treat as a change like any other)."""
         if self.settings.chroma_url:
-            yield
+            with self._versioned():
+                yield
             return
         import fcntl
 
         with open(Path(self.settings.index_dir) / ".lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                yield
+                with self._versioned():
+                    yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _versioned(self):  # noqa: ANN202
+        self._bump_version("writing")
+        try:
+            yield
+        finally:
+            self._bump_version("written")
+
+
+_PROCESS: dict[int, str] = {}
+
+
+def _this_process() -> str:
+    """A random tag of this process, new after a fork (process ids repeat across containers
+    sharing an index folder, so the id alone would not tell two writers apart)."""
+    return _PROCESS.setdefault(os.getpid(), uuid.uuid4().hex[:12])
+
+
+def _writer(version: str) -> str | None:
+    """The writing process's tag inside a version token ("written-TAG-HEX"), if any."""
+    parts = version.split("-")
+    return parts[1] if len(parts) == 3 else None
 
 
 def _flat(node: "TextNode") -> dict:
