@@ -28,7 +28,18 @@ from typing import Callable
 from .answer_checks import binding_failures
 from .evidence import Embed, cached_embed, cosine_to_first
 from .injection import evidence_sentences, evidence_text, is_instruction
-from .sentences import CITATION_MARKER, content_terms, named_terms, numbers_in, split_sentences
+from .sentences import (
+    PERCENT,
+    SCALED,
+    SCALES,
+    CITATION_MARKER,
+    canonical,
+    content_terms,
+    named_terms,
+    numbers_in,
+    quantities,
+    split_sentences,
+)
 from .types import AnswerSentence, Citation, Source
 
 Judge = Callable[[str, str], float]
@@ -162,13 +173,16 @@ def hard_failures(sentence: str, source_text: str) -> list[str]:
     >>> hard_failures("GPT-4 gets 90.5 in 3 runs.", "GPT-4 gets 80.5 in three runs.")
     ['number 90.5 not in source']
     """
-    s, have = _SOURCE_MENTION.sub(" ", sentence), numbers_in(source_text)
+    s, have, values = _SOURCE_MENTION.sub(" ", sentence), numbers_in(source_text), quantities(source_text)
 
     def has_number(n: str) -> bool:
         words = [_NUMBER_WORDS[int(n)]] if n.isdigit() and int(n) <= 20 else []
-        return n in have or any(re.search(rf"\b{w}\b", source_text, re.I) for w in words)
+        return (n in have or bool(_forms(n, s) & values)
+                or any(re.search(rf"\b{w}\b", source_text, re.I) for w in words))
 
     def has_name(t: str) -> bool:
+        if SCALED.fullmatch(t):  # "1.5M" stated as "1.5 million" or "1,500,000"
+            return bool(quantities(t) & values)
         stems = {t, t[:-1]} if len(t) > 2 and t.endswith("s") else {t}
         return any(re.search(r"(?<![^\W_])" + re.escape(v) + r"(?:s|es)?(?![^\W_])", source_text,
                              re.I) for v in stems)
@@ -178,13 +192,36 @@ def hard_failures(sentence: str, source_text: str) -> list[str]:
             + binding_failures(s, source_text))
 
 
+def _forms(number: str, sentence: str) -> set[str]:
+    """The values ``number`` (as ``numbers_in`` gives it) may stand for in ``sentence``: itself,
+    a fraction when it is a percentage, the full value before a scale word ("1.5 million").
+
+    >>> sorted(_forms("91.5", "It reaches 91.5% accuracy.")), sorted(_forms("2", "2 million pairs"))
+    (['0.915', '91.5'], ['2', '2000000'])
+    """
+    value, raw = float(number), re.escape(number)
+    forms = {canonical(value)}
+    for m in re.finditer(rf"(?<![\d.,]){raw}(?![\d])", sentence.replace(",", "")):
+        rest = sentence.replace(",", "")[m.end():]
+        if PERCENT.match(rest):
+            forms.add(canonical(value / 100))
+        if scale := re.match(r"\s?(thousand|million|billion|trillion)\b", rest, re.I):
+            forms.add(canonical(value * SCALES[scale.group(1).lower()]))
+    return forms
+
+
 def _terms(text: str) -> set[str]:
-    return (set(content_terms(text)) - _META) | {"#" + n for n in numbers_in(text)}
+    return (set(content_terms(text)) - _META) | {"#" + canonical(float(n)) for n in numbers_in(text)}
+
+
+def _source_terms(text: str) -> set[str]:
+    """A source sentence's terms, with every form of its values ("2x" and "two-fold" alike)."""
+    return _terms(text) | {"#" + q for q in quantities(text)}
 
 
 def _lexical(terms: set[str], sents: list[str]) -> tuple[float, list[int]]:
     """Best coverage of ``terms`` by one source sentence or (discounted) a pair of them."""
-    sets, denom = [_terms(s) for s in sents], max(len(terms), 3)
+    sets, denom = [_source_terms(s) for s in sents], max(len(terms), 3)
     singles = sorted(range(len(sets)), key=lambda i: (-len(terms & sets[i]), i))
     best, pick = len(terms & sets[singles[0]]) / denom, [singles[0]]
     for i, j in combinations(sorted(singles[:12]), 2):

@@ -19,7 +19,7 @@ _ABBREV_DIGIT = frozenset("no nos sec sect tab ref refs vol pp p ch".split())
 _END = re.compile(r"[.!?]+[\"'”’)\]]*(?:\s*(?:%s))*(?=\s|$)" % CITATION_MARKER.pattern, re.I)
 _HARD_BREAK = re.compile(r"\n[ \t]*\n|\n(?=[ \t]*(?:[-*•]|\d+[.)])\s)")
 _WORD_BEFORE = re.compile(r"([^\W\d_][^\W_]*(?:\.[^\W\d_]+)*)$")
-_NUMBER = re.compile(r"(?<![\w.,])(?<![^\W\d_][-_/])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
+_NUMBER = re.compile(r"(?<![\w.,])(?<![^\W\d_][-_/])(\d{1,3}(?:,\d{3})+(?!\d)|\d+(?:\.\d+)?(?![.,]\d))"
                      r"(?:st|nd|rd|th)?(?:\s?%|[x×])?(?!\w)")
 _TOKEN = re.compile(r"[^\W_](?:[^\W_]|[+\-_./'’](?=[^\W_]))*\+*")
 _NOT_NAMES = frozenset("source sources paper papers abstract abstracts answer question figure "
@@ -86,6 +86,55 @@ def numbers_in(text: str) -> set[str]:
     ['1000', '2017', '28.4', '3']
     """
     return {m.group(1).replace(",", "") for m in _NUMBER.finditer(CITATION_MARKER.sub(" ", text))}
+
+
+_WORD_VALUES = {w: float(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+_WORD_VALUES.update({w: float(10 * i) for i, w in enumerate(
+    "thirty forty fifty sixty seventy eighty ninety".split(), start=3)})
+_WORD_VALUES.update({"hundred": 100.0, "thousand": 1e3, "twice": 2.0, "double": 2.0, "doubles": 2.0,
+                     "doubled": 2.0, "doubling": 2.0, "triple": 3.0, "tripled": 3.0, "triples": 3.0,
+                     "tripling": 3.0, "thrice": 3.0, "half": 0.5, "halves": 0.5, "halved": 0.5})
+SCALES = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6, "billion": 1e9, "b": 1e9,
+           "bn": 1e9, "trillion": 1e12, "t": 1e12}
+PERCENT = re.compile(r"\s?(?:%|percent\b|per cent\b|pct\b)", re.I)
+SCALED = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|mn|bn|[kKMBT])(?![^\W_])")
+_VALUE_WORD = re.compile(r"\b(%s)(?:[- ]?(?:fold|times))?\b|\b(%s)fold\b" % (
+    "|".join(_WORD_VALUES), "|".join(w for w in _WORD_VALUES if w in "two three four five six seven "
+                                     "eight nine ten hundred thousand".split())), re.I)
+
+
+def canonical(value: float) -> str:
+    """A number as one string whatever its spelling: ``canonical(91.50) == "91.5"``."""
+    return f"{value:.10g}"
+
+
+def quantities(text: str) -> set[str]:
+    """Every value ``text`` states, canonical (``canonical``) and in each form it may be
+    restated in: "91.5%" and "91.5 percent" as 91.5 and 0.915, "1.5 million" and "1.5M" as
+    1.5 and 1500000, "1,000" as 1000, "two-fold"/"twice"/"2x" as 2, "ten" as 10. Citation
+    markers are no values.
+
+    >>> sorted(quantities("91.5 percent of 1.5M images, two-fold faster [2]"))
+    ['0.915', '1.5', '1500000', '2', '91.5']
+    """
+    text = CITATION_MARKER.sub(" ", text)
+    out: set[str] = set()
+    for m in _NUMBER.finditer(text):
+        value = float(m.group(1).replace(",", ""))
+        out.add(canonical(value))
+        if m.group(0).rstrip().endswith("%") or PERCENT.match(text, m.end(1)):
+            out.add(canonical(value / 100))
+    for m in SCALED.finditer(text):  # "7B" is 7e9, never a 7; "7 billion" is both
+        value, unit = float(m.group(1)), m.group(2).lower()
+        out |= {canonical(value * SCALES[unit])} | ({canonical(value)} if len(unit) > 2 else set())
+    for m in _VALUE_WORD.finditer(text):
+        value = _WORD_VALUES[(m.group(1) or m.group(2)).lower()]
+        out.add(canonical(value))
+        if PERCENT.match(text, m.end()):
+            out.add(canonical(value / 100))
+    return out
 
 
 def _is_named(part: str, initial: bool) -> bool:

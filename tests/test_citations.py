@@ -287,3 +287,31 @@ def test_verify_never_crashes_and_never_cites_outside(pieces, n_sources, odd_abs
     assert all(set(s.citations) <= allowed for s in v.sentences)
     assert {int(n) for n in re.findall(r"\[(\d+)\]", v.kept_text)} <= allowed
     assert {n for _, nums in parse_citations(v.kept_text) for n in nums} <= allowed
+
+
+@pytest.mark.parametrize("claim, source", [
+    ("WidgetNet reaches 91.5% accuracy on WidgetBench [1].", "WidgetNet reaches 91.5 percent accuracy on WidgetBench."),
+    ("WidgetNet reaches 91.5 percent accuracy on WidgetBench [1].", "WidgetNet reaches 91.5% accuracy on WidgetBench."),
+    ("WidgetNet reaches 91.5% accuracy on WidgetBench [1].", "WidgetNet reaches an accuracy of 0.915 on WidgetBench."),
+    ("The method trains 2x faster than the baseline [1].", "The method trains two-fold faster than the baseline."),
+    ("The method trains 2x faster than the baseline [1].", "The method trains twice as fast as the baseline."),
+    ("The corpus holds 1.5 million images [1].", "The corpus holds 1,500,000 images."),
+    ("The corpus holds 1.5M images [1].", "The corpus holds 1.5 million images."),
+    ("The model has 7 billion parameters [1].", "The model has 7B parameters."),
+    ("It was tested on ten datasets [1].", "It was tested on 10 datasets."),
+])
+def test_numbers_match_across_spellings(claim, source):
+    verified = verify_answer(claim, [Source(1, "p", "P", 1.0, source, source)], min_support=0.5)
+    assert verified.citations and verified.kept_text, (claim, source, verified.sentences)
+
+
+@pytest.mark.parametrize("claim, source", [
+    ("WidgetNet reaches 91.5% accuracy [1].", "WidgetNet reaches 81.5 percent accuracy."),
+    ("WidgetNet reaches 91.5% accuracy [1].", "WidgetNet reaches an accuracy of 0.815."),
+    ("The method trains 3x faster [1].", "The method trains two-fold faster."),
+    ("The corpus holds 2.5 million images [1].", "The corpus holds 1,500,000 images."),
+    ("The corpus holds 1.5M images [1].", "The corpus holds 2.5 million images."),
+])
+def test_a_different_value_in_another_spelling_still_fails(claim, source):
+    verified = verify_answer(claim, [Source(1, "p", "P", 1.0, source, source)], min_support=0.5)
+    assert not verified.citations, (claim, source)
