@@ -6,6 +6,11 @@ the gold abstracts), ``answer`` (``NOT_IN_CORPUS`` when unanswerable), ``keyword
 correct answer must contain), ``split`` (``dev``, tuned on, or ``test``, frozen and only
 reported) and an optional ``note``.
 
+``withheld`` derives a second kind of unanswerable question from the answerable ones: the
+same question with its gold papers taken out of retrieval, so the papers around it are still
+found but the one that answers it is not. It measures "a supported sentence beside the point"
+on questions nobody wrote to be unanswerable.
+
 >>> q = Question("q1", "Who?", "unanswerable", [], [], NOT_IN_CORPUS, [])
 >>> question_stats([q])["unanswerable"]
 1
@@ -16,7 +21,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,7 @@ class Question:
     keywords: list[str]
     note: str | None = None
     split: str = "dev"
+    withhold: tuple[str, ...] = ()  # titles kept out of retrieval (``withheld`` variants)
 
     @property
     def answerable(self) -> bool:
@@ -156,3 +162,18 @@ def question_stats(questions: Iterable[Question]) -> dict[str, int]:
     stats["total"] = len(questions)
     stats["answerable_with_gold"] = sum(1 for q in questions if q.answerable and q.gold_titles)
     return stats
+
+
+def withheld(questions: Iterable[Question]) -> list[Question]:
+    """Each answerable question as an unanswerable one: its gold papers withheld from
+    retrieval (``withhold``), the rest of the corpus searched as usual.
+
+    >>> q = Question("q7", "What does X reach?", "numeric", ["X Paper"], ["X reaches 9."], "9", ["9"])
+    >>> w = withheld([q])[0]
+    >>> w.id, w.type, w.answerable, w.withhold
+    ('q7-withheld', 'unanswerable', False, ('X Paper',))
+    """
+    return [replace(q, id=f"{q.id}-withheld", type="unanswerable", gold_titles=[], evidence=[],
+                    answer=NOT_IN_CORPUS, keywords=[], withhold=tuple(q.gold_titles),
+                    note=f"gold paper(s) withheld: {'; '.join(q.gold_titles)}")
+            for q in questions if q.answerable and q.gold_titles]

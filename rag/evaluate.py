@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from . import metrics as M
@@ -24,9 +25,12 @@ from .citations import citations_removed, parse_citations, support_score
 from .compute_thread import run_on_compute_thread
 from .config import Settings
 from .errors import ConfigError, ModelError, QuestionError
-from .eval_questions import Question, load_questions
+from .corpus import normalize_title
+from .eval_questions import Question, load_questions, withheld
 from .prompts import answers_messages, judge_messages
+from .retrieval import Filters
 from .store import portable_path
+from .types import Paper
 
 SYSTEMS = ("citewise", "baseline")
 LARGE_JUDGE = "bundled:qwen2.5-coder-1.5b"  # the evaluation's judge when it is installed
@@ -97,11 +101,12 @@ def make_judge(kind: str, pipeline: Any, judge_model: str | None = None) -> Judg
 
 
 # --- answering -------------------------------------------------------------------------------
-def citewise_answer(pipeline: Any, question: str) -> dict[str, Any]:
+def citewise_answer(pipeline: Any, question: str, filters: Filters | None = None) -> dict[str, Any]:
     """citewise's answer in the evaluation's shape (sources numbered as cited)."""
     t0 = time.perf_counter()
-    a = pipeline.ask(question)
-    return {"answer": a.text, "raw_answer": a.raw_text, "refused": a.refused,
+    a = pipeline.ask(question, filters=filters)
+    return {"answer": a.text, "raw_answer": a.raw_text, "refused": a.refused, "outcome": a.outcome,
+            "confidence": a.confidence, "signals": a.signals,
             "refusal_reason": a.refusal_reason, "seconds": time.perf_counter() - t0,
             "sources": [{"title": s.title, "abstract": s.abstract} for s in a.sources]}
 
@@ -123,7 +128,8 @@ def predict(q: Question, run: dict[str, Any], judges: Judges | None) -> dict[str
               "refused": run["refused"], "cited_titles": list(dict.fromkeys(cited)),
               "retrieved_titles": list(dict.fromkeys(titles)), "seconds": round(run["seconds"], 3),
               "sentences": sentences, "gold_titles": q.gold_titles, "keywords": q.keywords}
-    record.update({k: run[k] for k in ("raw_answer", "refusal_reason", "error") if run.get(k)})
+    record.update({k: run[k] for k in ("outcome", "raw_answer", "refusal_reason", "confidence", "signals",
+                                       "error") if run.get(k) is not None and run.get(k) != ""})
     if judges and judges.answers and q.answerable and not run["refused"] and run["answer"].strip():
         p = min(max(float(judges.answers(q.question, citations_removed(run["answer"]))), 0.0), 1.0)
         record.update(answers_p=round(p, 4), answers_question=p >= M.THRESHOLD)
@@ -138,17 +144,26 @@ def answer_all(pipeline: Any, questions: list[Question], system: str, judge: Jud
     if system == "baseline":
         from .baseline import baseline_system
 
+        if any(q.withhold for q in questions):
+            raise ConfigError("Questions with withheld papers run on citewise only (the baseline "
+                              "has no filters); drop --withheld or use --system citewise.")
         ask = baseline_system(pipeline)
     else:
         ask = partial(citewise_answer, pipeline)
-    items = []
+    items, papers = [], pipeline.index.papers() if any(q.withhold for q in questions) else []
     for q in tqdm(questions, desc=system, unit="question", disable=not progress):
         try:
-            run = ask(q.question)
+            run = ask(q.question, without(papers, q.withhold)) if q.withhold else ask(q.question)
         except QuestionError as exc:
             run = {"answer": "", "refused": True, "seconds": 0.0, "sources": [], "error": str(exc)}
         items.append(predict(q, run, judge))
     return items
+
+
+def without(papers: list[Paper], titles: Sequence[str]) -> Filters:
+    """Filters letting every one of ``papers`` through except those titled ``titles``."""
+    gone = {normalize_title(t) for t in titles}
+    return Filters(paper_ids=tuple(p.paper_id for p in papers if normalize_title(p.title) not in gone))
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -296,9 +311,11 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path) -> str:
 def run_eval(settings: Settings, questions_path: str | Path, out_dir: str | Path, limit: int | None = None,
              system: str = "citewise", judge: str = "generator", progress: bool = True,
              baseline_dir: str | Path | None = None, pipeline: Any = None, split: str | None = None,
-             judge_model: str | None = None) -> dict[str, Any]:
+             judge_model: str | None = None, withheld_gold: bool = False) -> dict[str, Any]:
     """Evaluate ``system`` (citewise, baseline or both) on ``split`` (``dev``, ``test`` or, by
-    default, both, each reported on its own) and write the run folder(s).
+    default, both, each reported on its own) and write the run folder(s). With
+    ``withheld_gold``, the questions are the answerable ones with their gold papers withheld
+    (``rag.eval_questions.withheld``): every one should be refused.
 
     Returns the metrics of the run; for ``both``, ``{"citewise": ..., "baseline": ...}`` with
     the runs in ``out_dir/citewise`` and ``out_dir/baseline`` and a combined ``report.md``.
@@ -307,7 +324,8 @@ def run_eval(settings: Settings, questions_path: str | Path, out_dir: str | Path
         raise ConfigError(f"Unknown system {system!r}; use citewise, baseline or both.")
     from .pipeline import Pipeline
 
-    questions = load_questions(questions_path, split)[: limit or None]
+    questions = load_questions(questions_path, split)
+    questions = (withheld(questions) if withheld_gold else questions)[: limit or None]
     pipeline = pipeline or Pipeline(settings)
     settings, out_dir = pipeline.settings, Path(out_dir)
     judge_fn = make_judge(judge, pipeline, judge_model)
@@ -318,7 +336,7 @@ def run_eval(settings: Settings, questions_path: str | Path, out_dir: str | Path
         items = answer_all(pipeline, questions, name, judge_fn, progress)
         gen = pipeline.generator
         info = {"system": name, "model": gen.name, "device": gen.device, "judge": judge_fn.name,
-                "split": split or "dev+test",
+                "split": split or "dev+test", "gold_withheld": withheld_gold,
                 "questions": portable_path(Path(questions_path)), "top_k": settings.top_k,
                 "retrieval_mode": settings.retrieval_mode if name == "citewise" else "dense (llama-index)",
                 "max_new_tokens": settings.max_new_tokens, "min_support": settings.min_support,

@@ -44,7 +44,10 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
     "keyword_partial": ("Keyword accuracy (partial)", "Mean over answerable items of the share of expected keywords found in the answer (case-insensitive); a refusal scores 0."),
     "keyword_all": ("Keyword accuracy (all)", "Share of answerable items whose answer contains every expected keyword; a refusal scores 0."),
     "refusal_recall": ("Refusal recall", "Share of unanswerable items that were refused."),
-    "false_refusal_rate": ("False refusal rate", "Share of answerable items that were refused."),
+    "false_refusal_rate": ("False refusal rate", "Share of answerable items that were refused (not answered: told \"not in the papers\" or shown related evidence)."),
+    "false_not_found_rate": ("False \"not in the papers\"", "Share of answerable items told that the papers don't answer them (outcome not_found): a false statement, where a related outcome is only an unverified one."),
+    "related_answerable": ("Related outcome, answerable", "Share of answerable items given the related outcome: the closest evidence, cited, marked as not a verified answer."),
+    "related_unanswerable": ("Related outcome, unanswerable", "Share of unanswerable items given the related outcome (counted as refused above)."),
     "precision": ("Precision", "Correct answers / answered items: an answered item is correct when it is answerable and contains every keyword (answering an unanswerable item is wrong)."),
     "accuracy": ("Accuracy", "Correct items / all items: answerable, answered and containing every keyword, or unanswerable and refused."),
     "latency_p50": ("Latency p50", "Median seconds per question (retrieval, generation and verification)."),
@@ -154,6 +157,12 @@ def is_answerable(item: dict) -> bool:
     return item.get("type") != UNANSWERABLE
 
 
+def outcome(item: dict) -> str:
+    """The item's outcome (``rag.types.OUTCOMES``); records without one predate the related
+    outcome, so a refusal there is "not_found"."""
+    return item.get("outcome") or ("not_found" if item["refused"] else "answered")
+
+
 def is_correct(item: dict) -> bool:
     """Answerable, answered and holding every keyword; or unanswerable and refused."""
     if not is_answerable(item):
@@ -206,6 +215,9 @@ def summarize(items: Sequence[dict], k: int) -> dict[str, Any]:
         "keyword_all": _share(is_correct(i) for i in answerable),
         "refusal_recall": _share(i["refused"] for i in unanswerable),
         "false_refusal_rate": _share(i["refused"] for i in answerable),
+        "false_not_found_rate": _share(outcome(i) == "not_found" for i in answerable),
+        "related_answerable": _share(outcome(i) == "related" for i in answerable),
+        "related_unanswerable": _share(outcome(i) == "related" for i in unanswerable),
         "precision": _share(is_correct(i) for i in answered),
         "accuracy": _share(is_correct(i) for i in items),
         "latency_p50": percentile([i["seconds"] for i in items], 0.5),

@@ -23,17 +23,21 @@ from .answer_checks import QuestionShape, has_value
 from .citations import citations_removed, verify_answer
 from .composition import candidates, compose, lead_sentences, marked, rival
 from .config import Settings
-from .conversation import clean_question, standalone_question
+from .conversation import clean_question, previous_answer, repeats, standalone_question
 from .evidence import Embed, cached_embed, pool_evidence
 from .injection import trusted_sources
-from .prompts import DISAGREEMENT, NOT_FOUND, REFUSAL, answer_messages, judge_messages
+from .prompts import DISAGREEMENT, NOT_FOUND, REFUSAL, RELATED, answer_messages, judge_messages
 from .refusal import RefusalModel, load_refusal_model, rarest_missing, weighted_coverage
 from .retrieval import Filters, Retriever
 from .sentences import content_terms
 from .short_answers import expand_short_answer, yes_no_evidence
+from .types import NOT_FOUND as NOT_IN_PAPERS
+from .types import RELATED as RELATED_ONLY
 from .types import Answer, Source, Status, Token
 
 Event = Status | Token | Answer
+RELATED_SENTENCES = 2  # evidence sentences quoted when papers are related but nothing was verified
+RELATED_SHARE = 0.8  # a second sentence is quoted when it scores this share of the best
 
 
 class Pipeline:
@@ -150,6 +154,10 @@ class Pipeline:
         yield Status("verifying", "")
         t2 = time.perf_counter()
         answer = self._answer(question, query, draft, lines, sources)
+        previous = previous_answer(history)
+        if previous and not answer.refused and repeats(answer.text, previous):
+            answer = self._related(question, query, sources, self._question_embed(),
+                                   "the answer only repeats the previous answer", said=previous)
         answer.raw_text = draft
         answer.model, answer.device = generator.name, generator.device
         timings["verification"] = time.perf_counter() - t2
@@ -173,13 +181,16 @@ class Pipeline:
             lead = lead_sentences(query, verified.sentences)
         final = self._verify(compose(query, lead, sources), sources, embed)
         if not final.citations or not final.kept_text.strip():
-            return self._refusal(question, sources, "no sentence survived verification")
+            return self._related(question, query, sources, embed, "no sentence survived verification")
         final, disagreement = self._with_rival(query, final, sources, embed)
         values = self._features(query, sources, final, bool(lead), degenerate, embed)
         refusal = self.refusal_model
         confidence = refusal.probability(values) if refusal else None
         if reason := self._refusal_reason(values, confidence):
-            answer = self._refusal(question, sources, reason)
+            if refusal is not None and confidence is not None and confidence < refusal.not_found_below:
+                answer = self._refusal(question, sources, reason)
+            else:
+                answer = self._related(question, query, sources, embed, reason)
         else:
             text = final.kept_text
             if disagreement:
@@ -187,8 +198,25 @@ class Pipeline:
                 text = f"{DISAGREEMENT.format(a=a, b=b)} {text}"
             answer = Answer(question=question, text=text, refused=False, citations=final.citations,
                             sources=sources, disagreement=disagreement)
-        answer.sentences, answer.confidence, answer.signals = final.sentences, confidence, values
+        if answer.outcome != RELATED_ONLY:
+            answer.sentences = final.sentences
+        answer.confidence, answer.signals = confidence, values
         return answer
+
+    def _related(self, question: str, query: str, sources: list[Source], embed: Embed | None,
+                 reason: str, said: str = "") -> Answer:
+        """The third outcome: the papers are related but no answer was verified. The best
+        evidence sentences (``RELATED_SENTENCES`` at most, those within ``RELATED_SHARE`` of
+        the best score, none that repeats ``said``, the previous answer) are quoted verbatim,
+        cited and labelled as such; with none, a plain refusal."""
+        pool = [c for c in candidates(query, sources) if not (said and repeats(c.text, said))]
+        best = [c for c in pool if c.score >= RELATED_SHARE * pool[0].score][:RELATED_SENTENCES] if pool else []
+        quoted = self._verify(" ".join(marked(c.text, c.number) for c in best), sources, embed) if best else None
+        if quoted is None or not quoted.citations or not quoted.kept_text.strip():
+            return self._refusal(question, sources, reason)
+        return Answer(question=question, text=f"{RELATED} {quoted.kept_text}", refused=True,
+                      outcome=RELATED_ONLY, refusal_reason=reason, citations=quoted.citations,
+                      sentences=quoted.sentences, sources=sources)
 
     def _with_rival(self, query: str, final, sources: list[Source],  # noqa: ANN001, ANN202
                     embed: Embed | None):
@@ -268,9 +296,8 @@ class Pipeline:
                              judge=self._judge())
 
     def _refusal(self, question: str, sources: list[Source], reason: str) -> Answer:
-        return Answer(
-            question=question, text=REFUSAL, refused=True, refusal_reason=reason, sources=sources
-        )
+        return Answer(question=question, text=REFUSAL, refused=True, outcome=NOT_IN_PAPERS,
+                      refusal_reason=reason, sources=sources)
 
     def _embed(self):  # noqa: ANN202
         if not self.settings.semantic_support:

@@ -15,6 +15,11 @@ from collections.abc import Sequence
 #: The fixed answer when the indexed papers don't answer a question.
 REFUSAL = "The indexed papers don't answer this."
 
+#: The opening of the "related" outcome: papers came close, but no answer was verified; the
+#: closest evidence sentences follow, each cited.
+RELATED = ("The indexed papers have related work, but no answer to this could be verified. "
+           "Closest evidence:")
+
 #: The opening of an answer whose sources give different values for what was asked.
 DISAGREEMENT = "Sources [{a}] and [{b}] give different values; both are quoted."
 

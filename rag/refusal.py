@@ -15,9 +15,12 @@ question that reaches the model, ``features`` measures:
 * ``value_missing``: a value was asked for and the answer holds none;
 * ``relevance``: cosine similarity of question and answer.
 
-``RefusalModel`` is a logistic regression on them with a decision threshold, fitted on the
+``RefusalModel`` is a logistic regression on them with two thresholds, fitted on the
 dev split by ``python -m rag calibrate`` (cross-validated) and stored per model under
-``rag/calibration/``. A model without a calibration uses the default model's, since the
+``rag/calibration/``: at or above ``threshold`` the verified answer is given; below it the
+question gets the *related* outcome (the closest evidence, cited, marked as not an answer),
+and below ``related_threshold`` the plain "not in the papers", which is kept for the
+questions that almost no answerable question scores as low as. A model without a calibration uses the default model's, since the
 features are mostly about retrieval and evidence, not the model.
 
 >>> m = RefusalModel(("lead",), (2.0,), (0.0,), (1.0,), -1.0, 0.5)
@@ -38,6 +41,9 @@ FEATURES = ("similarity", "fused", "best_sentence", "paper_coverage", "missing_r
             "answer_coverage", "lead", "degenerate", "value_missing", "relevance")
 CALIBRATION_DIR = Path(__file__).parent / "calibration"
 DEFAULT_CALIBRATION = "qwen2.5-coder-0.5b"
+REGULARIZATION = 0.3  # inverse L2 strength: a few hundred rows, ten correlated signals
+MAX_UNANSWERED = 0.16  # cross-validated share of answerable questions not answered (they get "related")
+MAX_NOT_FOUND = 0.02  # ... and of those told "not in the papers"
 
 
 def weighted_coverage(terms: list[str], text_terms: set[str], idf: Callable[[str], float]) -> float:
@@ -64,7 +70,8 @@ def rarest_missing(terms: list[str], text_terms: set[str], idf: Callable[[str], 
 
 @dataclass(frozen=True)
 class RefusalModel:
-    """Logistic regression over standardised ``features``; refuse below ``threshold``."""
+    """Logistic regression over standardised ``features``; answer at or above ``threshold``,
+    say "not in the papers" below ``related_threshold`` (``None``: the same as ``threshold``)."""
 
     features: tuple[str, ...]
     weights: tuple[float, ...]
@@ -73,6 +80,13 @@ class RefusalModel:
     bias: float
     threshold: float
     fitted_on: str = ""  # what it was calibrated on, for the record
+    related_threshold: float | None = None
+
+    @property
+    def not_found_below(self) -> float:
+        """Below this probability the answer is "not in the papers" rather than *related*."""
+        return self.threshold if self.related_threshold is None else min(self.related_threshold,
+                                                                         self.threshold)
 
     def probability(self, values: dict[str, float]) -> float:
         """P(the question is answerable from what was found)."""
@@ -110,11 +124,13 @@ def load_refusal_model(model: str) -> RefusalModel | None:
     return None
 
 
-def fit(rows: list[dict[str, Any]], max_false_refusals: float = 0.08, folds: int = 5,
-        seed: int = 0, fitted_on: str = "") -> tuple[RefusalModel, dict[str, Any]]:
-    """Fit on ``rows`` (each: the ``FEATURES`` and ``answerable``), choosing the threshold by
-    cross-validation: the highest one whose out-of-fold false refusal rate on answerable rows
-    stays at or below ``max_false_refusals``. Returns the model and its out-of-fold figures."""
+def fit(rows: list[dict[str, Any]], max_false_refusals: float = MAX_UNANSWERED, folds: int = 5,
+        seed: int = 0, fitted_on: str = "", max_not_found: float = MAX_NOT_FOUND) -> tuple[RefusalModel, dict[str, Any]]:
+    """Fit on ``rows`` (each: the ``FEATURES`` and ``answerable``), choosing both thresholds by
+    cross-validation: ``threshold``, the highest whose out-of-fold share of answerable rows
+    not answered stays at or below ``max_false_refusals``; ``related_threshold``, the highest
+    (not above ``threshold``) whose share of answerable rows told "not in the papers" stays at
+    or below ``max_not_found``. Returns the model and its out-of-fold figures."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -123,21 +139,23 @@ def fit(rows: list[dict[str, Any]], max_false_refusals: float = 0.08, folds: int
 
     x = np.array([[float(r[f]) for f in FEATURES] for r in rows])
     y = np.array([1 if r["answerable"] else 0 for r in rows])
-    make = lambda: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))  # noqa: E731
+    make = lambda: make_pipeline(StandardScaler(), LogisticRegression(C=REGULARIZATION, max_iter=1000))  # noqa: E731
     cv = StratifiedKFold(n_splits=min(folds, int(y.sum()), int(len(y) - y.sum())), shuffle=True,
                          random_state=seed)
     oof = cross_val_predict(make(), x, y, cv=cv, method="predict_proba")[:, 1]
-    threshold, figures = 0.0, {}
-    for t in np.arange(0.05, 0.951, 0.01):
-        false_refusals = float(np.mean(oof[y == 1] < t))
-        if false_refusals <= max_false_refusals:
-            threshold = float(t)
-            figures = {"threshold": round(threshold, 2), "false_refusals": round(false_refusals, 4),
-                       "refusal_recall": round(float(np.mean(oof[y == 0] < t)), 4),
-                       "n": int(len(y)), "n_answerable": int(y.sum())}
+    grid = [round(float(t), 2) for t in np.arange(0.05, 0.951, 0.01)]
+    below = lambda t, label: float(np.mean(oof[y == label] < t))  # noqa: E731
+    threshold = max((t for t in grid if below(t, 1) <= max_false_refusals), default=0.0)
+    related = max((t for t in grid if t <= threshold and below(t, 1) <= max_not_found), default=0.0)
+    figures = {"threshold": threshold, "related_threshold": related,
+               "false_refusals": round(below(threshold, 1), 4),
+               "refusal_recall": round(below(threshold, 0), 4),
+               "false_not_found": round(below(related, 1), 4),
+               "not_found_recall": round(below(related, 0), 4),
+               "n": int(len(y)), "n_answerable": int(y.sum())}
     model = make().fit(x, y)
     scaler, lr = model.steps[0][1], model.steps[1][1]
     refusal = RefusalModel(FEATURES, tuple(float(w) for w in lr.coef_[0]),
                            tuple(float(m) for m in scaler.mean_), tuple(float(s) for s in scaler.scale_),
-                           float(lr.intercept_[0]), round(threshold, 2), fitted_on)
+                           float(lr.intercept_[0]), threshold, fitted_on, related)
     return refusal, figures

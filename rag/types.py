@@ -106,9 +106,22 @@ class AnswerSentence:
         return d
 
 
+#: The three outcomes of a question (``Answer.outcome``).
+ANSWERED = "answered"  # a verified answer, every sentence cited
+RELATED = "related"  # related papers found, but no answer could be verified: their best evidence is shown
+NOT_FOUND = "not_found"  # nothing relevant retrieved, or the evidence does not settle the question
+OUTCOMES = (ANSWERED, RELATED, NOT_FOUND)
+
+
 @dataclass
 class Answer:
-    """What ``Pipeline.ask`` returns."""
+    """What ``Pipeline.ask`` returns.
+
+    ``outcome`` is one of ``OUTCOMES``; ``refused`` is true for both that are not an answer
+    (``related`` and ``not_found``). A ``related`` answer's ``text`` quotes the closest
+    evidence sentences, cited, and says that they were not verified as an answer;
+    ``citations`` hold those sentences.
+    """
 
     question: str
     text: str
@@ -126,6 +139,13 @@ class Answer:
     signals: dict[str, float] = field(default_factory=dict)  # the classifier's inputs
     disagreement: list[int] = field(default_factory=list)  # two sources giving different values
     withheld: list[Source] = field(default_factory=list)  # retrieved, but their abstracts instruct the reader
+    outcome: str = ""  # one of OUTCOMES; derived from ``refused`` when not given
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            self.outcome = NOT_FOUND if self.refused else ANSWERED
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, not {self.outcome!r}")
 
     @property
     def cited_paper_ids(self) -> list[str]:
@@ -137,6 +157,7 @@ class Answer:
             "standalone_question": self.standalone_question,
             "text": self.text,
             "refused": self.refused,
+            "outcome": self.outcome,
             "refusal_reason": self.refusal_reason,
             "citations": [c.to_dict() for c in self.citations],
             "sources": [s.to_dict() for s in self.sources],

@@ -211,3 +211,22 @@ def test_unknown_nli_judge_is_a_clear_error():
 def test_eval_cli_errors_are_one_line(args, message):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_withheld_gold_questions_never_retrieve_their_gold_paper(tmp_path, questions_file, make_pipeline,
+                                                                seed_settings):
+    got = run_eval(seed_settings, questions_file, out := tmp_path / "withheld", system="citewise",
+                   judge="none", progress=False, pipeline=make_pipeline(ReadingGenerator()),
+                   withheld_gold=True)
+    data, items = read_run(out)
+    originals = {json.loads(x)["id"]: json.loads(x) for x in questions_file.read_text().splitlines()}
+    assert [i["id"] for i in items] == ["q002-withheld", "q047-withheld"]  # the answerable ones
+    for i in items:
+        gold = originals[i["id"].removesuffix("-withheld")]["gold_titles"]
+        assert i["type"] == M.UNANSWERABLE and i["retrieved_titles"]
+        assert not set(map(M.normalize_title, gold)) & set(map(M.normalize_title, i["retrieved_titles"]))
+        assert i["outcome"] in ("answered", "related", "not_found")
+    assert data["run"]["gold_withheld"] is True and got["n_unanswerable"] == 2
+    with pytest.raises(Exception, match="citewise only"):
+        run_eval(seed_settings, questions_file, tmp_path / "b", system="baseline", judge="none",
+                 progress=False, pipeline=make_pipeline(ReadingGenerator()), withheld_gold=True)

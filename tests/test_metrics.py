@@ -232,3 +232,13 @@ def test_format_value(key, value, text):
 
 def test_definitions_fit_in_a_markdown_table():
     assert all("|" not in label + definition for label, definition in M.DEFINITIONS.values())
+
+
+def test_outcomes_are_counted_apart():
+    items = [item(refused=False, answer="a [1]."), {**item(refused=True), "outcome": "related"},
+             {**item(refused=True), "outcome": "not_found"}, item(refused=True),  # an older record
+             {**item(M.UNANSWERABLE, refused=True), "outcome": "related"}, item(M.UNANSWERABLE, refused=True)]
+    s = M.summarize(items, k=5)
+    assert s["false_refusal_rate"] == 0.75 and s["false_not_found_rate"] == 0.5
+    assert s["related_answerable"] == 0.25 and s["related_unanswerable"] == 0.5
+    assert s["refusal_recall"] == 1.0

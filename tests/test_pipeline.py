@@ -118,8 +118,8 @@ def test_follow_up_uses_the_conversation(make_pipeline):
         {"role": "assistant", "content": "They quantize hidden states [1]."},
     ]
     answer = make_pipeline(gen).ask("and what datasets did they try it on?", history=history)
-    assert answer.standalone_question.startswith("What are codebook features")
-    assert any(s.title == CODEBOOK for s in answer.sources)
+    assert "codebook features" in answer.standalone_question  # the subject carried over
+    assert "datasets" in answer.standalone_question and answer.sources[0].title == CODEBOOK
 
 
 @pytest.mark.parametrize(
@@ -243,4 +243,56 @@ def test_pairs_and_role_messages_are_both_conversations(make_pipeline):
     for history in (pairs, messages, [(pairs[0][0], None)]):
         answer = make_pipeline(ScriptedGenerator("x")).ask("and what datasets did they try it on?",
                                                            history=history)
-        assert answer.standalone_question.startswith("What are codebook features")
+        assert answer.standalone_question == "What datasets did they try codebook features on?"
+
+
+def _fixed_confidence(p: float, threshold: float, related_threshold: float | None):  # noqa: ANN202
+    """A refusal classifier that gives every answer probability ``p``."""
+    import math
+
+    from rag.refusal import RefusalModel
+
+    return RefusalModel(("lead",), (0.0,), (0.0,), (1.0,), math.log(p / (1 - p)), threshold,
+                        "test", related_threshold)
+
+
+@pytest.mark.parametrize("p, outcome", [(0.95, "answered"), (0.5, "related"), (0.05, "not_found")])
+def test_three_outcomes_follow_the_classifier_bands(make_pipeline, p, outcome):
+    pipeline = make_pipeline(ExtractiveGenerator())
+    pipeline._refusal_model = _fixed_confidence(p, threshold=0.9, related_threshold=0.2)
+    answer = pipeline.ask(Q_CODEBOOK)
+    assert answer.outcome == outcome and answer.refused == (outcome != "answered")
+    assert answer.to_dict()["outcome"] == outcome
+    if outcome == "related":
+        from rag.prompts import RELATED
+
+        assert answer.text.startswith(RELATED) and "could be verified" in answer.text
+        assert answer.citations and answer.citations[0].title == CODEBOOK
+        assert _verbatim_from_sources(answer)  # quoted evidence, each sentence cited
+        assert "confidence" in answer.refusal_reason
+    if outcome == "not_found":
+        assert answer.text == REFUSAL and not answer.citations
+
+
+def test_a_calibration_without_a_related_band_keeps_two_outcomes(make_pipeline):
+    pipeline = make_pipeline(ExtractiveGenerator())
+    pipeline._refusal_model = _fixed_confidence(0.5, threshold=0.9, related_threshold=None)
+    assert pipeline.ask(Q_CODEBOOK).outcome == "not_found"
+
+
+def test_nothing_relevant_is_not_found(make_pipeline):
+    answer = make_pipeline(ScriptedGenerator("x [1].")).ask(
+        "What hydration should a sourdough bread starter have?")
+    assert answer.outcome == "not_found" and answer.text == REFUSAL
+
+
+def test_a_follow_up_answered_by_repeating_the_previous_answer_is_not_answered(make_pipeline):
+    follow_up = "and what are they?"
+    fresh = make_pipeline(ExtractiveGenerator()).ask(follow_up, history=[(Q_CODEBOOK, "Something else.")])
+    assert fresh.outcome == "answered"  # what the follow-up gets when it says something new
+    again = make_pipeline(ExtractiveGenerator()).ask(follow_up, history=[(Q_CODEBOOK, fresh.text)])
+    assert again.outcome != "answered" and again.refused, again.text
+    assert again.refusal_reason == "the answer only repeats the previous answer"
+    from rag.conversation import repeats
+
+    assert not any(repeats(s.text, fresh.text) for s in again.sentences)  # nothing said twice

@@ -54,3 +54,21 @@ def test_calibrations_are_found_per_model_with_the_default_as_fallback():
     shipped = load_refusal_model("bundled:qwen2.5-coder-0.5b")
     assert shipped is not None and shipped.features == FEATURES and 0 < shipped.threshold < 1
     assert load_refusal_model("some/unknown-model") == shipped
+
+
+def test_fit_chooses_a_lower_not_found_threshold_under_its_own_cap():
+    model, figures = fit(_rows(150), max_false_refusals=0.2, max_not_found=0.02)
+    assert model.related_threshold is not None and model.related_threshold <= model.threshold
+    assert model.not_found_below == model.related_threshold
+    assert figures["false_not_found"] <= 0.02 <= figures["false_refusals"] + 0.02
+    assert figures["not_found_recall"] <= figures["refusal_recall"]
+
+
+def test_an_old_calibration_without_the_band_says_not_found_below_its_threshold(tmp_path):
+    import json
+
+    model, _ = fit(_rows(150))
+    data = {k: v for k, v in model.__dict__.items() if k != "related_threshold"}
+    (path := tmp_path / "old.json").write_text(json.dumps(data), encoding="utf-8")
+    old = RefusalModel.load(path)
+    assert old.related_threshold is None and old.not_found_below == old.threshold
