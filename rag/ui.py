@@ -117,7 +117,10 @@ def render_sources(answer: Answer | None) -> str:
         return EMPTY_SOURCES
     cited = {c.number: c.evidence for c in answer.citations}
     order = sorted(answer.sources, key=lambda s: (s.number not in cited, s.number))
-    if answer.refused:
+    if answer.outcome == "related":
+        head = ('<div class="cw-refusal">Found related papers, but could not verify an answer; '
+                'the closest evidence is highlighted below.</div>')
+    elif answer.refused:
         tail = " Closest papers found:" if order else " No paper came close."
         head = f'<div class="cw-refusal">{html.escape(REFUSAL + tail)}</div>'
     else:
@@ -129,6 +132,10 @@ def render_sources(answer: Answer | None) -> str:
 
 def render_answer(answer: Answer) -> str:
     """The verified answer as chat Markdown (escaped), or the plain refusal."""
+    if answer.outcome == "related":
+        cited = " · ".join(f"[{c.number}] {c.title}" for c in answer.citations)
+        return "\n\n".join([_cited_md(answer.text), f"*Unverified evidence from:* {_cited_md(cited)}",
+                             *_withheld_md(answer)])
     if answer.refused:
         closest = "; ".join(f"[{s.number}] {s.title}" for s in answer.sources[:3])
         return "\n\n".join([md_text(REFUSAL) + (f"\n\n*Closest papers found:* {md_text(closest)}"
