@@ -16,11 +16,14 @@ SECTIONS = {
     "scale": [],
     "generate": ["pipeline_ttft_s", "pipeline_decode_tok_s", "bare_decode_tok_s", "decode_ratio"],
     "answer": ["answer_p50_s", "answer_p90_s", "ttft_p50_s"],
-    "app": ["cold_start_s", "model_ready_s", "peak_rss_mb"],
+    "cold": ["after_first_token_s", "after_total_s", "after_peak_rss_mb"],
+    "app": ["cold_start_s", "model_ready_s", "peak_rss_mb", "rss_model_ready_mb", "question_s"],
 }
 
 
 def test_bench_quick_runs_every_section(seed_index, seed_settings, tmp_path) -> None:
+    from rag.bench import TARGETS
+
     out = tmp_path / "bench.json"
     env = {**os.environ, "RAG_INDEX_DIR": str(seed_settings.index_dir)}
     proc = subprocess.run(
@@ -42,3 +45,41 @@ def test_bench_quick_runs_every_section(seed_index, seed_settings, tmp_path) -> 
     assert scale["chunks"] == 2000 and scale["query_p50_ms"] > 0
     assert results["answer"]["questions"] == 2
     assert "| search | hybrid_p50_ms |" in proc.stdout
+    for (section, figure), (limit, unit) in TARGETS.items():  # each target marked, met or not
+        target = results[section]["targets"][figure]
+        assert target["met"] == (results[section][figure] <= limit)
+        verdict = "\u2713 meets" if target["met"] else "\u2717 misses"
+        assert f"| {section} | {figure} | " in proc.stdout and f"{verdict} target \u2264 {limit:g} {unit} |" in proc.stdout
+
+
+def test_figures_with_targets_are_marked(monkeypatch, tmp_path) -> None:
+    """Each figure that has a target says whether it meets it, in the table and in the JSON."""
+    from rag import bench
+    from rag.config import Settings
+
+    monkeypatch.setattr(bench, "bench_search", lambda settings, n: {"hybrid_p50_ms": 150.0, "dense_p50_ms": 9.0})
+    monkeypatch.setattr(bench, "bench_answers", lambda settings, limit: {"answer_p50_s": 2.5})
+    monkeypatch.setattr(bench, "bench_app", lambda settings: {"cold_start_s": None, "peak_rss_mb": 900.0})
+    echoed: list[str] = []
+    out = tmp_path / "bench.json"
+    results = bench.run(Settings(), quick=True, only=["search", "answer", "app"], out=out, echo=echoed.append)
+    search = results["search"]["targets"]["hybrid_p50_ms"]
+    assert search == {"target": "<= 100 ms", "max": 100.0, "unit": "ms", "value": 150.0, "met": False}
+    assert results["answer"]["targets"]["answer_p50_s"]["met"] is True
+    assert results["app"]["targets"]["cold_start_s"]["met"] is False  # not measured: missed
+    assert "dense_p50_ms" not in results["search"]["targets"]
+    assert json.loads(out.read_text()) == results
+    table = bench.table(results)
+    assert "| search | hybrid_p50_ms | 150 | \u2717 misses target \u2264 100 ms |" in table
+    assert "| answer | answer_p50_s | 2.5 | \u2713 meets target \u2264 8 s |" in table
+    assert "| search | dense_p50_ms | 9 |  |" in table
+    assert any("\u2717 misses target \u2264 5 s" in line for line in echoed)
+
+
+def test_every_target_names_a_figure_a_section_reports() -> None:
+    from rag import bench
+
+    assert set(bench.TARGETS) == {("cold", "after_first_token_s"), ("app", "cold_start_s"),
+                                  ("answer", "answer_p50_s"), ("search", "hybrid_p50_ms")}
+    assert bench.TARGETS[("cold", "after_first_token_s")] == (5.0, "s")
+    assert bench.TARGETS[("app", "cold_start_s")] == (5.0, "s")
