@@ -1,26 +1,38 @@
 """The web app: streamed, citation-checked answers beside the papers they come from.
 
 ``build_app(pipeline)`` returns a queued ``gr.Blocks`` and launches nothing (``app.py``
-does). The chat handler is a plain generator, ``ChatUI.respond``, tested with a fake
-pipeline. Every paper text and answer is HTML-escaped before it goes into markup, so an
-abstract holding ``<script>`` shows as text, and supporting sentences are highlighted:
+does). The chat is a ``gr.ChatInterface`` (stop, retry, edit, conversations saved in the
+browser) around a plain generator, ``ChatUI.respond``, tested with a fake pipeline. Every
+paper text and answer is HTML-escaped before it goes into markup, so an abstract holding
+``<script>`` shows as text, and supporting sentences are highlighted:
 
 >>> highlight("A <b>bold</b> claim. Another one.", ["Another one."])
 'A &lt;b&gt;bold&lt;/b&gt; claim. <mark>Another one.</mark>'
+
+A citation ``[n]`` in an answer links to source card ``n`` (``id="source-n"``); a click
+scrolls to the card and highlights it (``HEAD`` holds the few lines of script doing that):
+
+>>> cite_link(2)
+'[\\\\[2\\\\]](#source-2)'
 """
 
 import hmac
 import html
 import logging
+import queue
 import re
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from datetime import date
+from urllib.parse import urlencode
 
+from .conversation import clean_question
 from .errors import QuestionError, RagError
 from .prompts import REFUSAL, WITHHELD
+from .prompts import RELATED as RELATED_TEXT
 from .retrieval import Filters
-from .types import Answer, Source, Status, Token
+from .types import NOT_FOUND, RELATED, Answer, Paper, Source, Status, Token
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +50,70 @@ EXAMPLES = [
 MODES = ["hybrid", "dense", "bm25"]
 TABLE_HEADERS = ["Title", "Date", "Upvotes", "Authors", "Relevance"]
 EMPTY_SOURCES = '<div class="cw-note">The papers behind each answer appear here.</div>'
-FINDING = '<div class="cw-note">Finding the papers…</div>'
+PAPER_HINT = '<div class="cw-note">Click a row to read the paper\'s abstract here.</div>'
+#: The note of the "related" outcome, in the chat and above the source cards.
+RELATED_NOTE = "Found related papers, but could not verify an answer."
+RELATED_EVIDENCE = "Closest evidence, quoted from the abstracts:"
+RELEVANCE_HELP = ("relevance: the retrieval score that ranks the papers for this question "
+                  "(meaning and keywords combined; higher is better)")
+SIMILARITY_HELP = ("similarity: how close in meaning the paper's best-matching passage is to "
+                   "the question (cosine similarity, 0 to 1)")
+LEGEND = (f'<div class="cw-legend"><span title="{html.escape(RELEVANCE_HELP)}">'
+          f'{html.escape(RELEVANCE_HELP)}</span> · <span title="{html.escape(SIMILARITY_HELP)}">'
+          f"{html.escape(SIMILARITY_HELP)}</span></div>")
+TICK = 1.0  # seconds between progress updates while nothing else happens
+#: The page's styles. The two panels the chat fills never show Gradio's status tracker: the
+#: chat shows the progress, and a Stop racing the last update could flash "Error" on them.
 CSS = """
 .cw-card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px;
-  margin-bottom: 10px; background: var(--background-fill-primary); overflow-wrap: anywhere;}
+  margin-bottom: 10px; background: var(--background-fill-primary); overflow-wrap: anywhere;
+  scroll-margin: 80px;}
 .cw-card.cw-cited {border-left: 4px solid var(--color-accent);}
+.cw-card.cw-evidence {border-left: 4px solid #d97706;}
+.cw-card.cw-focus {outline: 3px solid var(--color-accent); outline-offset: 2px;
+  animation: cw-flash 1.6s ease-out;}
+@keyframes cw-flash {from {background: #fde68a;} to {background: var(--background-fill-primary);}}
 .cw-head {font-weight: 600; line-height: 1.35;} .cw-num {color: var(--color-accent); margin-right: 4px;}
+.cw-head a.cw-title {color: inherit; text-decoration: underline; text-decoration-thickness: 1px;
+  text-underline-offset: 2px;}
+.cw-head a.cw-title:hover {color: var(--color-accent);}
 .cw-badge {margin-left: 6px; font-size: .75em; padding: 1px 7px; border-radius: 9px;
   background: var(--color-accent); color: white; vertical-align: middle;}
-.cw-meta, .cw-note {font-size: .85em; color: var(--body-text-color-subdued); margin: 3px 0 6px;}
+.cw-evidence .cw-badge {background: #d97706;}
+.cw-meta, .cw-note, .cw-legend {font-size: .85em; color: var(--body-text-color-subdued); margin: 3px 0 6px;}
+.cw-legend {font-size: .75em; margin-bottom: 10px;}
+.cw-meta [title] {cursor: help; text-decoration: underline dotted;}
 .cw-card summary {cursor: pointer; font-size: .85em;}
 .cw-card p {font-size: .9em; line-height: 1.5; margin: 6px 0 0;}
 .cw-card mark {background: #fde68a; color: #1f2937; padding: 0 2px; border-radius: 3px;}
-.cw-refusal {font-weight: 600; margin-bottom: 8px;}
+.cw-outcome {font-weight: 600; margin-bottom: 8px; padding: 8px 10px; border-radius: 8px;}
+.cw-refusal {background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary);}
+.cw-related {background: #fffbeb; color: #92400e; border: 1px solid #f59e0b;}
+#cw-chat blockquote {border-left: 4px solid #f59e0b; background: #fffbeb; color: #78350f;
+  margin: 6px 0; padding: 6px 10px; border-radius: 4px;}
+#cw-chat .placeholder-content button, #cw-chat .example, #cw-chat .example * {
+  white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+  height: auto !important; max-height: none !important; -webkit-line-clamp: unset !important;}
+#cw-paper .cw-card p {font-size: .95em;}
+#cw-sources [data-testid="status-tracker"],
+#cw-info [data-testid="status-tracker"] {display: none !important;}
 """
+#: Page script: a click on a citation link ``#source-n`` scrolls to that card and highlights it.
+HEAD = """<script>
+document.addEventListener("click", (event) => {
+  const link = event.target.closest && event.target.closest('a[href^="#source-"]');
+  const card = link && document.getElementById(link.getAttribute("href").slice(1));
+  if (!card) return;
+  event.preventDefault();
+  event.stopPropagation();
+  document.querySelectorAll(".cw-card.cw-focus").forEach((c) => c.classList.remove("cw-focus"));
+  void card.offsetWidth;
+  card.classList.add("cw-focus");
+  const details = card.querySelector("details");
+  if (details) details.open = true;
+  card.scrollIntoView({behavior: "smooth", block: "center"});
+}, true);
+</script>"""
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-!|~$])")
 _CITE = re.compile(r"\\\[(\d+)\\\]")
@@ -62,8 +124,18 @@ def md_text(text: object) -> str:
     return _MARKDOWN.sub(r"\\\1", html.escape(str(text), quote=False))
 
 
+def cite_link(number: int | str) -> str:
+    """The chat Markdown of citation ``[number]``: a link to its source card."""
+    return f"[\\[{int(number)}\\]](#source-{int(number)})"
+
+
 def _cited_md(text: str) -> str:
-    """Escaped text with its ``[n]`` citation marks in bold."""
+    """Escaped text with its ``[n]`` citation marks as links to the source cards."""
+    return _CITE.sub(lambda m: cite_link(m.group(1)), md_text(text))
+
+
+def _bold_cites(text: str) -> str:
+    """Escaped text with its ``[n]`` marks in bold (a draft: no cards to link to yet)."""
     return _CITE.sub(r"**\\[\1\\]**", md_text(text))
 
 
@@ -85,9 +157,30 @@ def highlight(abstract: str, sentences: list[str]) -> str:
     return "".join(out) + html.escape(text[pos:])
 
 
-def source_card(source: Source, evidence: list[str] | None = None) -> str:
-    """One retrieved paper as an HTML card; ``evidence`` given means the answer cites it."""
-    meta, esc = source.metadata or {}, html.escape
+def paper_url(title: str, metadata: dict | None = None) -> str:
+    """Where to read a paper: its own ``url`` (http or https only) from the metadata, else an
+    arXiv title search.
+
+    >>> paper_url("Pointer Networks")
+    'https://arxiv.org/search/?query=Pointer+Networks&searchtype=title'
+    >>> paper_url("X", {"url": "javascript:alert(1)"}).startswith("https://arxiv.org/search/")
+    True
+    """
+    url = str((metadata or {}).get("url") or "").strip()
+    if re.match(r"https?://[^\s\"'<>]+$", url, re.IGNORECASE):
+        return url
+    return "https://arxiv.org/search/?" + urlencode({"query": " ".join(title.split()),
+                                                     "searchtype": "title"})
+
+
+def title_link(title: str, metadata: dict | None = None) -> str:
+    """The escaped title as a link to the paper, opening in a new tab."""
+    return (f'<a class="cw-title" href="{html.escape(paper_url(title, metadata))}" target="_blank" '
+            f'rel="noopener noreferrer" title="Open the paper in a new tab">{html.escape(title)}</a>')
+
+
+def _facts(meta: dict) -> list[str]:
+    """The paper's date, upvotes and authors, as plain text pieces."""
     facts = [str(meta["published"])] if meta.get("published") else []
     if meta.get("upvotes") is not None:
         facts.append(f"{meta['upvotes']} upvotes")
@@ -95,58 +188,98 @@ def source_card(source: Source, evidence: list[str] | None = None) -> str:
         facts.append(f"{meta['n_authors']} author{'s' if meta['n_authors'] != 1 else ''}")
     if meta.get("authors"):
         facts.append(str(meta["authors"])[:120])
-    facts.append(f"relevance {source.score:.2f}")
+    return facts
+
+
+def _score(label: str, value: float, help_text: str) -> str:
+    return f'<span class="cw-score" title="{html.escape(help_text)}">{label} {value:.2f}</span>'
+
+
+def source_card(source: Source, evidence: list[str] | None = None, badge: str = "cited") -> str:
+    """One retrieved paper as an HTML card; ``evidence`` given means the answer cites it
+    (``badge="cited"``) or quotes it as the closest evidence (``badge="closest evidence"``)."""
+    meta = source.metadata or {}
+    facts = [html.escape(f) for f in _facts(meta)]
+    facts.append(_score("relevance", source.score, RELEVANCE_HELP))
     if source.similarity is not None:
-        facts.append(f"similarity {source.similarity:.2f}")
-    cited = evidence is not None
+        facts.append(_score("similarity", source.similarity, SIMILARITY_HELP))
+    marked = evidence is not None
+    kind = (" cw-cited" if badge == "cited" else " cw-evidence") if marked else ""
     n = int(source.number)
     return (
-        f'<div class="cw-card{" cw-cited" if cited else ""}" id="source-{n}" data-number="{n}">'
-        f'<div class="cw-head"><span class="cw-num">[{n}]</span>'
-        f'<span class="cw-title">{esc(source.title)}</span>'
-        f'{"<span class=cw-badge>cited</span>" if cited else ""}</div>'
-        f'<div class="cw-meta">{esc(" · ".join(facts))}</div>'
-        f'<details{" open" if cited else ""}><summary>Abstract</summary>'
+        f'<div class="cw-card{kind}" id="source-{n}" data-number="{n}">'
+        f'<div class="cw-head"><span class="cw-num">[{n}]</span>{title_link(source.title, meta)}'
+        f'{f"<span class=cw-badge>{html.escape(badge)}</span>" if marked else ""}</div>'
+        f'<div class="cw-meta">{" · ".join(facts)}</div>'
+        f'<details{" open" if marked else ""}><summary>Abstract</summary>'
         f"<p>{highlight(source.abstract or source.text, evidence or [])}</p></details></div>"
     )
 
 
 def render_sources(answer: Answer | None) -> str:
-    """The source cards of an answer: cited papers first, a refusal said plainly."""
+    """The source cards of an answer, with a head saying which outcome it is: cited papers
+    first; for a related outcome the closest evidence first, in amber; a refusal said plainly."""
     if answer is None:
         return EMPTY_SOURCES
-    cited = {c.number: c.evidence for c in answer.citations}
-    order = sorted(answer.sources, key=lambda s: (s.number not in cited, s.number))
-    if answer.outcome == "related":
-        head = ('<div class="cw-refusal">Found related papers, but could not verify an answer; '
-                'the closest evidence is highlighted below.</div>')
-    elif answer.refused:
+    evidence = {c.number: c.evidence for c in answer.citations}
+    if answer.outcome == NOT_FOUND:
+        evidence = {}
+    order = sorted(answer.sources, key=lambda s: (s.number not in evidence, s.number))
+    badge = "cited"
+    if answer.outcome == RELATED:
+        badge = "closest evidence"
+        head = (f'<div class="cw-outcome cw-related">{html.escape(RELATED_NOTE)} Its closest '
+                "evidence is highlighted below; it does not answer the question.</div>")
+    elif answer.outcome == NOT_FOUND:
         tail = " Closest papers found:" if order else " No paper came close."
-        head = f'<div class="cw-refusal">{html.escape(REFUSAL + tail)}</div>'
+        head = f'<div class="cw-outcome cw-refusal">{html.escape(REFUSAL + tail)}</div>'
     else:
         took = answer.timings.get("total")
-        head = (f'<div class="cw-note">{len(cited)} cited of {len(order)} papers retrieved'
+        head = (f'<div class="cw-note">{len(evidence)} cited of {len(order)} papers retrieved'
                 f'{f" · answered in {took:.1f} s" if took else ""}</div>')
-    return head + "".join(source_card(s, cited.get(s.number)) for s in order)
+    cards = "".join(source_card(s, evidence.get(s.number), badge) for s in order)
+    return head + (LEGEND if order else "") + cards
+
+
+def _sources_md(numbered: Iterable[tuple[int, str]], sep: str = " · ") -> str:
+    return sep.join(f"{cite_link(n)} {md_text(title)}" for n, title in numbered)
 
 
 def render_answer(answer: Answer) -> str:
-    """The verified answer as chat Markdown (escaped), or the plain refusal."""
-    if answer.outcome == "related":
-        cited = " · ".join(f"[{c.number}] {c.title}" for c in answer.citations)
-        return "\n\n".join([_cited_md(answer.text), f"*Unverified evidence from:* {_cited_md(cited)}",
-                             *_withheld_md(answer)])
-    if answer.refused:
-        closest = "; ".join(f"[{s.number}] {s.title}" for s in answer.sources[:3])
-        return "\n\n".join([md_text(REFUSAL) + (f"\n\n*Closest papers found:* {md_text(closest)}"
-                                                if closest else ""), *_withheld_md(answer)])
-    cited = " · ".join(f"[{c.number}] {c.title}" for c in answer.citations)
-    parts = [_cited_md(answer.text), f"*Sources:* {_cited_md(cited)}"]
-    dropped = sum(1 for s in answer.sentences if not s.supported)
-    if dropped:
-        parts.append(f"*{dropped} draft sentence{'s' if dropped > 1 else ''} removed: "
-                     "the cited abstracts don't support it.*")
+    """The answer as chat Markdown (escaped, citations linked to the cards), by outcome: the
+    verified answer; the related note with the quoted closest evidence; or the plain refusal
+    naming every paper shown in the sources panel."""
+    if answer.outcome == RELATED:
+        parts = _related_md(answer)
+    elif answer.outcome == NOT_FOUND:
+        closest = _sources_md(((s.number, s.title) for s in answer.sources), "; ")
+        parts = [md_text(REFUSAL) + (f"\n\n*Closest papers found:* {closest}" if closest else "")]
+    else:
+        parts = [_cited_md(answer.text),
+                 f"*Sources:* {_sources_md((c.number, c.title) for c in answer.citations)}"]
+        dropped = sum(1 for s in answer.sentences if not s.supported)
+        if dropped:
+            parts.append(f"*{dropped} draft sentence{'s' if dropped > 1 else ''} removed: "
+                         "the cited abstracts don't support it.*")
     return "\n\n".join(parts + _withheld_md(answer))
+
+
+def _related_md(answer: Answer) -> list[str]:
+    """The related outcome: the pipeline's note (``prompts.RELATED``), the quoted evidence (a
+    blockquote, styled amber), the papers it comes from."""
+    quotes = [f"“{md_text(' '.join(sentence.split()))}” {cite_link(c.number)}"
+              for c in answer.citations for sentence in c.evidence if sentence.strip()]
+    if not quotes:  # no structured evidence: quote the text after the fixed opening
+        rest = answer.text[len(RELATED_TEXT):] if answer.text.startswith(RELATED_TEXT) else answer.text
+        quotes = [_cited_md(" ".join(rest.split()))] if rest.strip() else []
+    opening = RELATED_TEXT.removesuffix("Closest evidence:").strip()
+    parts = [f"**⚠ {md_text(opening)}**"]
+    if quotes:
+        parts += [f"*{md_text(RELATED_EVIDENCE)}*", "\n".join(f"> {q}" for q in quotes)]
+    papers = {c.number: c.title for c in answer.citations}
+    if papers:
+        parts.append(f"*Related papers:* {_sources_md(sorted(papers.items()))}")
+    return parts
 
 
 def _withheld_md(answer: Answer) -> list[str]:
@@ -155,7 +288,25 @@ def _withheld_md(answer: Answer) -> list[str]:
 
 def render_draft(draft: str, note: str) -> str:
     note = f"*{md_text(note)}*"
-    return f"{_cited_md(draft)} ▍\n\n{note}" if draft else note
+    return f"{_bold_cites(draft)} ▍\n\n{note}" if draft else note
+
+
+STOPPED_DRAFT = "Stopped: this draft was not checked against the papers."
+STOPPED = "Stopped."
+
+
+def stopped_message(text: str) -> str:
+    """An unfinished reply (a streamed draft or a progress note) marked as stopped; a finished
+    answer unchanged.
+
+    >>> stopped_message(render_draft("Half an answer", "Checking the citations…"))
+    'Half an answer\\n\\n*Stopped: this draft was not checked against the papers.*'
+    """
+    if " ▍\n\n*" in text:
+        return f"{text.rsplit(' ▍', 1)[0]}\n\n*{STOPPED_DRAFT}*"
+    if re.fullmatch(r"\*[^*]*…\*", text.strip()):
+        return f"*{STOPPED}*"
+    return text
 
 
 def parse_filters(date_from: str | None, date_to: str | None) -> Filters:
@@ -209,6 +360,105 @@ def friendly_error(exc: BaseException):  # noqa: ANN201 - a gr.Error
                     "Please try again.", print_exception=False)
 
 
+def question_problem(message: object) -> str | None:
+    """Why ``message`` cannot be asked (empty, too long, not text), or ``None`` when it can.
+
+    >>> question_problem("  "), question_problem("What is a pointer network?")
+    ('The question is empty; type a question about the papers.', None)
+    """
+    try:
+        clean_question(message)
+    except QuestionError as exc:
+        return str(exc)
+    return None
+
+
+def date_problem(value: str | None) -> str | None:
+    """Why a date filter box holds no date, or ``None`` when it is fine (or empty)."""
+    try:
+        parse_filters(value, None)
+    except ValueError as exc:
+        return str(exc).replace("From date", "Date", 1)
+    return None
+
+
+def pumped(events: Iterator, tick: float) -> Iterator[object | None]:
+    """``events`` iterated on a worker thread; ``None`` whenever ``tick`` seconds pass with
+    no event, so a caller waiting on a slow step (a model still loading) can show progress.
+
+    Closing the returned iterator (the user pressed Stop) makes the worker close ``events``
+    at its next event, which stops the generation behind it."""
+    box: queue.Queue = queue.Queue()
+    done, stop = object(), threading.Event()
+
+    def pump() -> None:
+        try:
+            for event in events:
+                box.put((event, None))
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            box.put((None, exc))
+        finally:
+            close = getattr(events, "close", None)
+            if close:
+                close()
+            box.put((done, None))
+
+    threading.Thread(target=pump, name="answer-stream", daemon=True).start()
+    try:
+        while True:
+            try:
+                event, exc = box.get(timeout=tick)
+            except queue.Empty:
+                yield None
+                continue
+            if exc is not None:
+                raise exc
+            if event is done:
+                return
+            yield event
+    finally:
+        stop.set()
+
+
+class Progress:
+    """The chat's progress note while an answer is on its way, with the seconds spent
+    waiting once a wait is long (and always while the model loads)."""
+
+    def __init__(self, generator, clock=time.monotonic):  # noqa: ANN001
+        self.generator, self.clock = generator, clock
+        self.stage, self.detail, self.since, self.draft = "searching", "", clock(), ""
+
+    def update(self, event: Status | Token) -> None:
+        if isinstance(event, Token):
+            self.draft += event.text
+            return
+        if event.stage == "generating" and self.stage == "loading" and not self.loaded():
+            return  # the generator's stream waits for the model: keep counting the load
+        self.stage, self.detail, self.since = event.stage, event.detail, self.clock()
+
+    def loaded(self) -> bool:
+        return bool(getattr(self.generator, "is_loaded", True))
+
+    def render(self) -> str:
+        """The message to show now."""
+        waited = int(self.clock() - self.since)
+        if self.stage == "loading" and not self.loaded():
+            name = md_text(self.detail or getattr(self.generator, "name", "the model"))
+            return (f"*Loading the model {name} ({waited} s)… "
+                    "The first question waits for it; later ones don't.*")
+        if self.draft:
+            return render_draft(self.draft, "Checking the citations…" if self.stage == "verifying"
+                                else "Draft: checking each citation against the abstracts…")
+        if self.stage in ("generating", "loading"):
+            name = getattr(self.generator, "name", "") or self.detail
+            return f"*Reading the papers with {md_text(name)}{f' ({waited} s)' if waited >= 3 else ''}…*"
+        if self.stage == "verifying":
+            return "*Checking the citations…*"
+        return f"*Searching the papers{f' ({waited} s)' if waited >= 3 else ''}…*"
+
+
 class Login:
     """The app's login check (Gradio calls it with the typed user name and password): a
     constant-time comparison, and after ``max_failures`` wrong passwords in a row every attempt
@@ -246,10 +496,13 @@ class Login:
 
 
 class ChatUI:
-    """The app's handlers, bound to one pipeline (plain functions, testable without a browser)."""
+    """The app's handlers, bound to one pipeline (plain functions, testable without a browser).
 
-    def __init__(self, pipeline):  # noqa: ANN001
-        self.pipeline = pipeline
+    ``ready``, when given, is set once the index and the embedder are loaded (``app.py`` loads
+    them in the background after serving the page); questions asked before wait for it."""
+
+    def __init__(self, pipeline, ready: threading.Event | None = None, tick: float = TICK):  # noqa: ANN001
+        self.pipeline, self.ready, self.tick = pipeline, ready, tick
         self._views: dict[tuple[int, str], object] = {}
         self._lock = threading.Lock()
         self._papers: tuple[int, list] = (-1, [])
@@ -271,57 +524,87 @@ class ChatUI:
                 )
             return self._views[key]
 
-    def add_question(self, question: str, chat: list) -> tuple[str, list, str]:
-        """Show the question at once (even while queued) and clear the box."""
-        question = (question or "").strip()
-        chat = list(chat or [])
-        if question:
-            chat.append({"role": "user", "content": md_text(question)})
-        return "", chat, question
+    def validate(self, message: str):  # noqa: ANN201 - a gr.validate
+        """The chat box's check before anything runs: a bad question stays in the box, with
+        the reason under it, and the conversation is left as it was."""
+        import gradio as gr
 
-    def respond(self, question, chat, turns, k=None, mode=None,  # noqa: ANN001, ANN201
+        problem = question_problem(message)
+        return gr.validate(problem is None, problem or "")
+
+    def validate_date(self, value: str):  # noqa: ANN201 - a gr.validate
+        """A date filter box's check, shown under the box as it is left."""
+        import gradio as gr
+
+        problem = date_problem(value)
+        return gr.validate(problem is None, problem or "")
+
+    def respond(self, message, history, k=None, mode=None,  # noqa: ANN001, ANN201
                 date_from="", date_to=""):
-        """Stream an answer: yields ``(chat, turns, sources_html)``, the draft token by token,
-        then the verified answer in its place. ``turns`` is the raw conversation so far."""
-        chat, turns = list(chat or []), list(turns or [])
-        if not (question or "").strip():
-            raise friendly_error(ValueError("Type a question about the papers first."))
-        shown, cards, draft, answer = "*Searching the papers…*", FINDING, "", None
+        """Stream an answer to ``message`` after the conversation ``history``: yields
+        ``(reply, sources_html, info)``, the progress and the draft token by token, then the
+        verified answer in its place. A problem is a warning toast and a note in the reply;
+        the sources panel and the info keep what they showed (``gr.skip()``)."""
+        import gradio as gr
+
+        skip = gr.skip()
         try:
-            filters = parse_filters(date_from, date_to)
-            events = self.view(check_k(k), mode).stream(question, history=turns, filters=filters)
-            yield [*chat, {"role": "assistant", "content": shown}], turns, cards
-            for event in events:
-                if isinstance(event, Token):
-                    draft += event.text
-                    shown = render_draft(draft, "Draft: checking each citation against the abstracts…")
-                elif isinstance(event, Status) and event.stage == "loading":
-                    shown = f"*Loading the model {md_text(event.detail)} (first question only)…*"
-                elif isinstance(event, Status) and event.stage in ("generating", "verifying"):
-                    shown = render_draft(draft, f"Reading the papers with {event.detail}…"
-                                         if event.stage == "generating" else "Checking the citations…")
-                elif isinstance(event, Answer):
+            question = clean_question(message)
+            filters, n_papers = parse_filters(date_from, date_to), check_k(k)
+            if self.ready is not None and not self.ready.is_set():  # app.py is loading them
+                started = time.monotonic()
+                while not self.ready.wait(self.tick):
+                    yield (f"*Loading the search index ({int(time.monotonic() - started)} s)…*",
+                           skip, skip)
+            pipeline = self.view(n_papers, mode)
+            progress = Progress(pipeline.generator)
+            last = progress.render()
+            yield last, skip, skip
+            answer = None
+            events = pipeline.stream(question, history=list(history or []), filters=filters)
+            for event in pumped(events, self.tick):
+                if isinstance(event, Answer):
                     answer = event
-                    shown, cards = render_answer(answer), render_sources(answer)
-                    turns = [*turns, {"role": "user", "content": question},
-                             {"role": "assistant", "content": answer.text}]
-                yield [*chat, {"role": "assistant", "content": shown}], turns, cards
+                    yield render_answer(answer), render_sources(answer), self.info()
+                    continue
+                if isinstance(event, (Status, Token)):
+                    progress.update(event)
+                if (shown := progress.render()) != last:  # a tick with nothing new is silent
+                    last = shown
+                    yield shown, skip, skip
             if answer is None:
                 raise RuntimeError("the pipeline ended without an answer")
         except Exception as exc:
-            error = friendly_error(exc)
-            note = f"⚠️ {md_text(html.unescape(error.message))}"
-            yield [*chat, {"role": "assistant", "content": note}], turns, EMPTY_SOURCES
-            raise error from None
+            problem = friendly_error(exc).message
+            gr.Warning(problem)
+            yield f"⚠️ {md_text(html.unescape(problem))}", skip, skip
+
+    def stopped(self, chat: list) -> list:
+        """The conversation after Stop: the unfinished reply marked as stopped."""
+        chat = list(chat or [])
+        if chat and chat[-1].get("role") == "assistant":
+            last = dict(chat[-1])
+            content = last.get("content")
+            if isinstance(content, str):
+                last["content"] = stopped_message(content)
+            elif isinstance(content, list) and content and isinstance(content[-1], dict) \
+                    and content[-1].get("type") == "text":
+                last["content"] = [*content[:-1], {**content[-1],
+                                                   "text": stopped_message(content[-1]["text"])}]
+            chat[-1] = last
+        return chat
 
     def ask(self, question: str, k: int | None = None) -> dict:
         """Answer ``question`` from the indexed abstracts; the answer as JSON (``Answer.to_dict``)."""
         try:
+            check_k(k)
+            if self.ready is not None:
+                self.ready.wait()
             return [e for e in self.view(check_k(k)).stream(question) if isinstance(e, Answer)][-1].to_dict()
         except Exception as exc:
             raise friendly_error(exc) from None
 
-    def papers(self) -> list:
+    def papers(self) -> list[Paper]:
         """The indexed papers (re-read when the index changed size)."""
         count = self.pipeline.index.count()
         if count != self._papers[0]:
@@ -337,17 +620,36 @@ class ChatUI:
     def search_papers(self, text: str, mode: str | None = None) -> list[list]:
         """Table rows of the 10 papers closest in meaning to ``text``."""
         try:
+            if self.ready is not None:
+                self.ready.wait()
             sources = self.pipeline.search(text, k=10, mode=mode)
         except Exception as exc:
             raise friendly_error(exc) from None
         return [_row(s.title, *(s.metadata.get(key) for key in ("published", "upvotes", "n_authors")),
                      f"{s.score:.2f}") for s in sources]
 
+    def paper_detail(self, row: list | None) -> str:
+        """The paper of a table row (its title cell) as a card: title linked, facts, abstract."""
+        title = str((row or [""])[0] or "")
+        paper = next((p for p in self.papers() if p.title == title), None)
+        if paper is None:
+            return PAPER_HINT
+        meta = {"published": paper.published, "upvotes": paper.upvotes,
+                "n_authors": paper.n_authors, "authors": paper.authors,
+                "url": getattr(paper, "url", None)}
+        facts = _facts(meta) + ([" ".join(paper.categories)] if paper.categories else [])
+        return (f'<div class="cw-card cw-paper" data-paper-id="{html.escape(paper.paper_id)}">'
+                f'<div class="cw-head">{title_link(paper.title, meta)}</div>'
+                f'<div class="cw-meta">{html.escape(" · ".join(facts))}</div>'
+                f"<p>{html.escape(' '.join(paper.abstract.split()))}</p></div>")
+
     def info(self) -> str:
         """What is actually in use: model, device, index size and date coverage."""
         generator, papers = self.pipeline.generator, self.papers()
         dated = sorted(p.published for p in papers if p.published)
-        span = f", {len(dated)} dated {dated[0]} … {dated[-1]}" if dated else ""
+        span = f", {len(dated)} dated {dated[0]} … {dated[-1]}" if dated else ", none dated"
+        if 0 < len(dated) < len(papers):
+            span += f" (a date filter leaves out the other {len(papers) - len(dated)})"
         return (f"**Model:** {md_text(generator.name)} on {md_text(generator.device)}  \n"
                 f"**Index:** {len(papers)} papers{md_text(span)}, {self.pipeline.index.count()} chunks")
 
@@ -357,65 +659,95 @@ def _row(*cells: object) -> list[str]:
 
 
 def launch_options() -> dict:
-    """Theme and CSS, which Gradio 6 takes at ``launch()``: ``demo.launch(**launch_options())``."""
+    """Theme, CSS and page script, which Gradio 6 takes at ``launch()``:
+    ``demo.launch(**launch_options())``."""
     import gradio as gr
 
-    return {"theme": gr.themes.Soft(primary_hue="indigo"), "css": CSS}
+    return {"theme": gr.themes.Soft(primary_hue="indigo"), "css": CSS, "head": HEAD}
 
 
-def build_app(pipeline) -> "gr.Blocks":  # noqa: ANN001, F821
-    """The whole app for ``pipeline`` (chat, papers, ``/ask`` API), queued, not launched."""
+def _nothing(*_: object) -> None:
+    """An event's function when only its validator matters."""
+
+
+def _share_generation_slot(demo, fn, concurrency_id: str) -> None:  # noqa: ANN001
+    """Put every event of ``demo`` that runs ``fn`` (the chat interface wraps it) in one
+    concurrency group, shared with the ``/ask`` API: one generation at a time, queued."""
+    for block_fn in demo.fns.values():
+        if getattr(block_fn.fn, "__wrapped__", None) == fn:
+            block_fn.concurrency_id = concurrency_id
+
+
+def build_app(pipeline, ready: threading.Event | None = None) -> "gr.Blocks":  # noqa: ANN001, F821
+    """The whole app for ``pipeline`` (chat, papers, ``/ask`` API), queued, not launched.
+    Building it opens nothing: the papers table and the index facts are read as a page loads.
+    ``ready``: see ``ChatUI``."""
     import gradio as gr
 
-    ui, s, private = ChatUI(pipeline), pipeline.settings, {"api_visibility": "private"}
-    n_papers, dated = len(ui.papers()), sorted(p.published for p in ui.papers() if p.published)
+    ui, s, private = ChatUI(pipeline, ready), pipeline.settings, {"api_visibility": "private"}
     with gr.Blocks(title="citewise", analytics_enabled=False) as demo:
         gr.Markdown("## citewise\nAnswers from research-paper abstracts: every claim cited "
                     "and checked, or a plain *the papers don't say*.")
-        turns, pending = gr.State([]), gr.State("")
+        cards = gr.HTML(EMPTY_SOURCES, elem_id="cw-sources", render=False)
+        info = gr.Markdown("*Opening the index…*", elem_id="cw-info", render=False)
         with gr.Tab("Chat"), gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                chat = gr.Chatbot(label="Conversation", height=480, latex_delimiters=[],
-                                  feedback_options=None, buttons=["copy"], elem_id="cw-chat",
-                                  placeholder="Ask about the indexed papers.")
-                with gr.Row():
-                    box = gr.Textbox(placeholder="Ask a question about the papers…",
-                                     show_label=False, scale=6, elem_id="cw-question")
-                    send = gr.Button("Ask", variant="primary", min_width=80, elem_id="cw-ask")
-                    clear = gr.Button("Clear", min_width=80, elem_id="cw-clear")
-                gr.Examples(EXAMPLES, inputs=box, label="Examples")
-                with gr.Accordion("Settings", open=False):
-                    k = gr.Slider(1, 10, value=min(s.top_k, 10), step=1, label="Papers to retrieve")
-                    mode = gr.Radio(MODES, value=s.retrieval_mode, label="Retrieval mode")
-                    with gr.Row(visible=bool(dated)):
-                        d_from = gr.Textbox(label="Published from", placeholder=(dated or ["YYYY"])[0])
-                        d_to = gr.Textbox(label="Published to", placeholder=(dated or ["YYYY-MM-DD"])[-1])
-                    if 0 < len(dated) < n_papers:
-                        gr.Markdown(f"{len(dated)} of {n_papers} papers have a date; "
-                                    "a date filter leaves out the others.")
-                    info = gr.Markdown(ui.info())
+                k = gr.Slider(1, 10, value=min(s.top_k, 10), step=1, label="Papers to retrieve",
+                              elem_id="cw-k", render=False)
+                mode = gr.Radio(MODES, value=s.retrieval_mode, label="Retrieval mode",
+                                elem_id="cw-mode", render=False)
+                d_from = gr.Textbox(label="Published from", placeholder="YYYY or YYYY-MM-DD",
+                                    elem_id="cw-from", render=False)
+                d_to = gr.Textbox(label="Published to", placeholder="YYYY or YYYY-MM-DD",
+                                  elem_id="cw-to", render=False)
+                chatbot = gr.Chatbot(label="Conversation", show_label=False, height=520,
+                                     latex_delimiters=[], feedback_options=None, buttons=["copy"],
+                                     editable="user", elem_id="cw-chat",
+                                     placeholder="Ask about the indexed papers.")
+                box = gr.Textbox(label="Question", show_label=False, submit_btn="Ask", stop_btn="Stop",
+                                 placeholder="Ask a question about the papers…",
+                                 elem_id="cw-question", lines=1, max_lines=6)
+                chat = gr.ChatInterface(
+                    ui.respond, chatbot=chatbot, textbox=box,
+                    additional_inputs=[k, mode, d_from, d_to],
+                    additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
+                    additional_outputs=[cards, info], examples=[[q] for q in EXAMPLES],
+                    editable=True, save_history=True, validator=ui.validate, fill_height=False,
+                    analytics_enabled=False, api_visibility="private", show_progress="hidden",
+                )
+                info.render()
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
-                cards = gr.HTML(EMPTY_SOURCES, elem_id="cw-sources")
+                cards.render()
         with gr.Tab("Papers"):
             query = gr.Textbox(label="Find papers", placeholder="Words in the title or abstract, "
                                "or a description for semantic search")
             with gr.Row():
                 find = gr.Button("Filter by text")
                 semantic = gr.Button("Semantic search", variant="primary")
-            table = gr.Dataframe(ui.filter_papers(""), headers=TABLE_HEADERS, wrap=True,
-                                 interactive=False, max_height=600, elem_id="cw-papers",
-                                 column_widths=["58%", "12%", "10%", "10%", "10%"])
-        for trigger in (box.submit, send.click):
-            trigger(ui.add_question, [box, chat], [box, chat, pending], queue=False, **private).then(
-                ui.respond, [pending, chat, turns, k, mode, d_from, d_to], [chat, turns, cards],
-                concurrency_id="generate", **private,
-            ).then(ui.info, None, info, queue=False, **private)
-        clear.click(lambda: ([], [], EMPTY_SOURCES), None, [chat, turns, cards], queue=False, **private)
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2):
+                    table = gr.Dataframe([], headers=TABLE_HEADERS, wrap=True,
+                                         interactive=False, max_height=600, elem_id="cw-papers",
+                                         column_widths=["58%", "12%", "10%", "10%", "10%"])
+                with gr.Column(scale=1):
+                    detail = gr.HTML(PAPER_HINT, elem_id="cw-paper")
+
+        def show_paper(event: gr.SelectData) -> str:
+            return ui.paper_detail(event.row_value)
+
+        for box_ in (d_from, d_to):
+            box_.blur(_nothing, box_, None, validator=ui.validate_date, **private)
+        box.stop(ui.stopped, chatbot, chatbot, queue=False, **private).then(
+            lambda x: (x, x), chatbot, [chat.chatbot_state, chat.chatbot_value], queue=False, **private)
+        chatbot.clear(lambda: EMPTY_SOURCES, None, cards, queue=False, **private)
         for trigger in (query.submit, find.click):
             trigger(ui.filter_papers, query, table, queue=False, **private)
         semantic.click(ui.search_papers, [query, mode], table, concurrency_id="search", **private)
+        table.select(show_paper, None, detail, queue=False, **private)
         gr.api(ui.ask, api_name="ask", concurrency_id="generate")
-        demo.load(ui.info, None, info, queue=False, **private)
+        demo.load(ui.info, None, info, queue=False, **private)  # the index opens after the page
+        demo.load(ui.filter_papers, query, table, queue=False, **private)
+    _share_generation_slot(demo, ui.respond, "generate")
     demo.queue(default_concurrency_limit=1, max_size=32)
     return demo

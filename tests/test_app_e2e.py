@@ -79,22 +79,33 @@ def live_app(seed_settings, seed_index, embedder):
     demo.close()
 
 
-@pytest.fixture(scope="module")
-def hostile_app(live_app, tmp_path_factory, embedder):
-    """The real app on a tiny index whose papers carry script payloads (same loaded model)."""
+def small_app(folder: Path, papers: list[dict], embedder):  # noqa: ANN001, ANN201
+    """The real app on a tiny index of ``papers`` in ``folder`` (the bundled model, shared
+    with every other app of the process once loaded); yields it, then closes it."""
     from rag.generation import TransformersGenerator
     from rag.ingest import ingest
     from rag.pipeline import Pipeline
 
-    folder = tmp_path_factory.mktemp("hostile")
-    corpus = folder / "hostile.jsonl"
-    corpus.write_text("".join(json.dumps(p) + "\n" for p in HOSTILE), encoding="utf-8")
+    corpus = folder / "papers.jsonl"
+    corpus.write_text("".join(json.dumps(p) + "\n" for p in papers), encoding="utf-8")
     settings = Settings(index_dir=folder / "index", corpus=[corpus], top_k=3)
     ingest(settings, progress=False, embedder=embedder)
     pipeline = Pipeline(settings, generator=TransformersGenerator(settings), embedder=embedder)
     demo = serve(pipeline)
     yield SimpleNamespace(url=demo.local_url, pipeline=pipeline)
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def hostile_app(live_app, tmp_path_factory, embedder):
+    """The real app on a tiny index whose papers carry script payloads (same loaded model)."""
+    yield from small_app(tmp_path_factory.mktemp("hostile"), HOSTILE, embedder)
+
+
+@pytest.fixture()
+def growing_app(live_app, tmp_path_factory, embedder):
+    """The real app on a tiny index that a test adds papers to while it runs."""
+    yield from small_app(tmp_path_factory.mktemp("growing"), HOSTILE[1:], embedder)
 
 
 @pytest.mark.e2e
@@ -109,6 +120,37 @@ def test_ask_api_returns_a_real_cited_answer(live_app):
     assert result["citations"][0]["supporting_sentence"] in result["sources"][0]["abstract"]
     assert result["model"] == live_app.pipeline.generator.name and result["timings"]["total"] > 0
 
+
+
+NEW_PAPER = {"title": "Quokka Foraging Networks", "published": "2024-03-01", "upvotes": 4, "n_authors": 2,
+             "abstract": "We present Quokka Foraging Networks, a model of how quokkas choose leaves. "
+                         "Quokka Foraging Networks predict the chosen leaf with 81.4% accuracy on the "
+                         "Rottnest Island foraging benchmark."}
+
+
+@pytest.mark.e2e
+def test_the_running_app_answers_about_a_paper_ingested_meanwhile(growing_app, tmp_path):
+    """``python -m rag ingest FILE`` in another process while the app runs: the app's next
+    question finds the new paper (no restart), as a fresh CLI search would."""
+    import sys
+
+    from gradio_client import Client
+
+    question = "How accurately do Quokka Foraging Networks predict the chosen leaf?"
+    client = Client(growing_app.url, verbose=False)
+    before = client.predict(question, api_name="/ask")
+    assert NEW_PAPER["title"] not in {s["title"] for s in before["sources"]}, before
+    corpus = tmp_path / "quokka.jsonl"
+    corpus.write_text(json.dumps(NEW_PAPER) + "\n", encoding="utf-8")
+    env = {**os.environ, "RAG_INDEX_DIR": str(growing_app.pipeline.settings.index_dir), "RAG_CORPUS": "[]"}
+    done = subprocess.run([sys.executable, "-m", "rag", "ingest", "--quiet", str(corpus)], cwd=PROJECT_ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = client.predict(question, api_name="/ask")
+    assert after["sources"] and after["sources"][0]["title"] == NEW_PAPER["title"], after
+    assert after["outcome"] != "not_found", after
+    if after["outcome"] == "answered":
+        assert "81.4" in after["text"] and NEW_PAPER["title"] in {c["title"] for c in after["citations"]}
 
 # --- the browser --------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
@@ -151,24 +193,28 @@ def page(browser):
     context.close()
 
 
-def ask_in_page(page, url: str, question: str | None = None) -> None:  # noqa: ANN001
-    """Open the app, ask (typing ``question`` or clicking the first example), await the answer."""
-    page.goto(url, wait_until="load")
-    box = page.locator("#cw-question textarea")
-    box.wait_for()
-    if question:
-        box.fill(question)
-    else:
-        page.get_by_role("button", name="What CIFAR-10 test error rate").click()
-        page.wait_for_function("() => document.querySelector('#cw-question textarea').value")
-    page.evaluate("""() => {  // note whether a streamed draft was ever shown
+def watch_for_drafts(page) -> None:  # noqa: ANN001
+    """Note in ``window.__sawDraft`` whether a streamed draft is ever shown in the chat."""
+    page.evaluate("""() => {
         window.__sawDraft = false;
         const chat = document.querySelector('#cw-chat');
         new MutationObserver(() => {
             if (chat.textContent.includes('Draft: checking')) window.__sawDraft = true;
         }).observe(chat, {subtree: true, childList: true, characterData: true});
     }""")
-    page.locator("#cw-ask").click()
+
+
+def ask_in_page(page, url: str, question: str | None = None) -> None:  # noqa: ANN001
+    """Open the app, ask (typing ``question`` or clicking the first example), await the answer."""
+    page.goto(url, wait_until="load")
+    box = page.locator("#cw-question textarea")
+    box.wait_for()
+    watch_for_drafts(page)
+    if question:
+        box.fill(question)
+        page.get_by_role("button", name="Ask").click()
+    else:  # an example in the empty chat is asked at once
+        page.locator("#cw-chat").get_by_role("button", name="What CIFAR-10 test error rate").click()
     page.locator("#cw-sources .cw-card").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
 
 
@@ -186,6 +232,9 @@ def test_browser_streams_a_cited_answer_with_highlighted_evidence(live_app, page
     assert any(n in reply for n in gold_numbers(item)), reply
     assert "Sources: [1]" in reply and "Draft" not in reply and "Checking" not in reply
     assert page.evaluate("window.__sawDraft"), "the draft was never streamed into the chat"
+    link = page.locator('#cw-chat .bot a[href="#source-1"]').first  # [1] links to its card
+    link.click()
+    page.wait_for_function("() => document.getElementById('source-1').classList.contains('cw-focus')")
     assert not page.seen.outside and not page.seen.errors and not page.seen.dialogs, page.seen
     page.screenshot(path=str(tmp_path / "app.png"))
     if os.environ.get("CITEWISE_SCREENSHOT") == "1":
@@ -209,3 +258,33 @@ def test_browser_shows_hostile_papers_as_text(hostile_app, page, tmp_path):
     assert page.evaluate("window.__xss") is None
     assert page.locator("#cw-sources img, #cw-sources script, #cw-papers img").count() == 0
     assert not page.seen.dialogs and not page.seen.errors and not page.seen.outside, page.seen
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_stop_and_retry_with_the_real_model(live_app, page):
+    """Stop cuts the real model's draft short; Retry then answers the question in full."""
+    item = eval_question(NUMERIC)
+    page.goto(live_app.url, wait_until="load")
+    box = page.locator("#cw-question textarea")
+    box.wait_for()
+    watch_for_drafts(page)
+    box.fill(item["question"])
+    box.press("Enter")
+    page.wait_for_function("() => window.__sawDraft", timeout=ANSWER_TIMEOUT_MS, polling=50)
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("Stopped: this draft was not checked against the papers.").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Ask").wait_for(timeout=60_000)
+    lock = live_app.pipeline.generator._loaded().lock  # free again once the generation stopped
+    assert lock.acquire(timeout=30), "the model kept generating after Stop"
+    lock.release()
+    page.locator("#cw-chat").get_by_role("button", name="Retry").last.click()
+    page.wait_for_function("""() => {  // the retried question's answer, finished
+        const replies = document.querySelectorAll('#cw-chat .bot .message-content');
+        const last = replies.length ? replies[replies.length - 1].textContent : '';
+        return /Sources:|Closest papers found|Related papers/.test(last) && !last.includes('▍');
+    }""", timeout=ANSWER_TIMEOUT_MS)
+    reply = page.locator("#cw-chat").inner_text()
+    assert any(n in reply for n in gold_numbers(item)) and "Stopped" not in reply, reply
+    assert reply.count(item["question"]) == 1
+    assert not page.seen.outside and not page.seen.errors and not page.seen.dialogs, page.seen

@@ -400,41 +400,36 @@ def ask_via_api(case: Case, hostile: RecordingPipeline) -> None:
 
 
 def ask_via_app(case: Case, hostile: RecordingPipeline, caplog) -> None:  # noqa: ANN001
-    from rag.ui import ChatUI
+    from rag.ui import ChatUI, question_problem
 
     ui = ChatUI(hostile.pipeline)
     caplog.set_level(logging.ERROR, logger="rag.ui")
-    # the chat: the question shows at once, then the answer streams in its place
-    box, chat, pending = ui.add_question(case.question, [])
-    assert box == ""
-    updates, error = [], None
-    try:
-        for update in ui.respond(pending, chat, []):
-            updates.append(update)
-    except gr.Error as exc:
-        error = exc
+    # the chat box's check runs first: a question it refuses never reaches the chat
+    problem = question_problem(case.question)
+    # the chat: progress, then the draft, then the verified answer (or a warning) in its place
+    updates = list(ui.respond(case.question, []))
     # the /ask API handler
     try:
         api = ui.ask(case.question)
     except gr.Error as exc:
         api = exc
     assert not [r for r in caplog.records if "unexpected error" in r.getMessage()], caplog.text
-    for shown in [m["content"] for chat, _, _ in updates for m in chat]:
-        assert "<script" not in shown and "<img" not in shown and "](" not in shown, shown
-    if error is not None or case.error:
-        assert error is not None and isinstance(api, gr.Error)
-        for message in (error.message, api.message):
+    for reply, _, _ in updates:  # citation links to the cards are the only links
+        shown = re.sub(r"\]\(#source-\d+\)", "]", reply)
+        assert "<script" not in shown and "<img" not in shown and "](" not in shown, reply
+    replies = [reply for reply, _, _ in updates]
+    if problem is not None or case.error:
+        assert problem is not None and replies[-1].startswith("⚠️") and isinstance(api, gr.Error)
+        for message in (problem, api.message):
             assert message and "Something went wrong" not in message
             if case.error:
                 assert re.search(case.error, message, re.I), message
         return
-    chat, turns, cards = updates[-1]
-    final = chat[-1]["content"]
+    final, cards, _ = updates[-1]
     answer = hostile.cls.last
     check_answer(answer)
     assert markers(final) <= {s.number for s in answer.sources}, final
-    assert turns[-1] == {"role": "assistant", "content": answer.text}
-    assert "<script" not in cards and "onerror" not in cards
+    assert isinstance(cards, str) and "<script" not in cards and "onerror" not in cards
     assert isinstance(api, dict) and markers(api["text"]) <= set(range(1, len(api["sources"]) + 1))
     assert {c["number"] for c in api["citations"]} <= {s["number"] for s in api["sources"]}
 

@@ -1,5 +1,6 @@
-"""The app's handlers and renderers with a scripted pipeline: streaming, citations tied to
-source cards, refusals, errors, escaping of hostile text, multi-turn history, the /ask API."""
+"""The app's handlers and renderers with a scripted pipeline: streaming, the three outcomes,
+citations linked to source cards, paper links, refusals, input checks, errors, escaping of
+hostile text, multi-turn history, loading states, stop, the Papers detail, the /ask API."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import importlib.util
 import logging
 import re
 import socket
+import threading
+import time
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,9 +21,19 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import QuestionError
-from rag.prompts import REFUSAL
+from rag.prompts import REFUSAL, RELATED
 from rag.types import Answer, AnswerSentence, Citation, Paper, Source, Status, Token
-from rag.ui import ChatUI, build_app, highlight, md_text, parse_filters, render_answer, render_sources
+from rag.ui import (
+    ChatUI,
+    build_app,
+    highlight,
+    md_text,
+    parse_filters,
+    paper_url,
+    render_answer,
+    render_sources,
+    stopped_message,
+)
 
 gr = pytest.importorskip("gradio")
 
@@ -101,16 +114,31 @@ class FakePipeline:
         return self.answer.sources[:k]
 
 
-def ask(ui: ChatUI, question: str, chat=None, turns=None, **settings):  # noqa: ANN001, ANN003, ANN201
-    """What the browser does: show the question, then stream the answer. All updates."""
-    _, chat, pending = ui.add_question(question, chat or [])
-    return list(ui.respond(pending, chat, turns or [], **settings))
+def ask(ui: ChatUI, question: str, history=None, **settings):  # noqa: ANN001, ANN003, ANN201
+    """What the chat interface does: stream the reply. Every ``(reply, sources, info)`` update."""
+    return list(ui.respond(question, history or [], **settings))
+
+
+def final(updates: list) -> tuple[str, str]:
+    """The last reply and the last sources panel sent (``gr.skip()`` updates leave it as was)."""
+    cards = [c for _, c, _ in updates if isinstance(c, str)]
+    return updates[-1][0], (cards[-1] if cards else "")
+
+
+_LINK = re.compile(r"\[(\\\[\d+\\\])\]\(#source-\d+\)")
 
 
 def plain(markdown: str) -> str:
-    """What the chat shows for our Markdown: escapes undone, emphasis markers dropped."""
-    text = re.sub(r"(?<!\\)\*+", "", markdown)
+    """What the chat shows for our Markdown: links as their text, escapes undone, emphasis
+    markers dropped."""
+    text = _LINK.sub(r"\1", markdown)
+    text = re.sub(r"(?<!\\)\*+", "", text)
     return html.unescape(re.sub(r"\\(.)", r"\1", text))
+
+
+def text_of(markup: str) -> str:
+    """The visible text of an HTML fragment."""
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
 
 
 class TagCollector(HTMLParser):
@@ -118,10 +146,13 @@ class TagCollector(HTMLParser):
         super().__init__()
         self.tags: set[str] = set()
         self.attrs: set[str] = set()
+        self.links: list[dict] = []
 
     def handle_starttag(self, tag, attrs):  # noqa: ANN001
         self.tags.add(tag)
         self.attrs |= {name for name, _ in attrs}
+        if tag == "a":
+            self.links.append(dict(attrs))
 
 
 def tags_of(markup: str) -> TagCollector:
@@ -133,70 +164,161 @@ def tags_of(markup: str) -> TagCollector:
 # --- streaming --------------------------------------------------------------------------------
 def test_draft_streams_then_the_verified_answer_replaces_it():
     updates = ask(ChatUI(FakePipeline()), "What error rate does NAS reach on CIFAR-10?")
-    shown = [chat[-1]["content"] for chat, _, _ in updates]
-    assert all(chat[-1]["role"] == "assistant" for chat, _, _ in updates)
+    shown = [reply for reply, _, _ in updates]
     assert "Searching" in shown[0]
     drafts = [plain(s) for s in shown if "Draft" in s]
     assert len(drafts) == len(TOKENS)
     for before, after in zip(drafts, drafts[1:]):  # the draft grows token by token
         assert after.split(" ▍")[0].startswith(before.split(" ▍")[0])
     assert "on Mars" in drafts[-1]
-    final = plain(shown[-1])
-    assert final.startswith(ANSWER.text) and "Mars" not in final.split("\n")[0]
-    assert "Draft" not in final and "1 draft sentence removed" in final
-    assert updates[-1][0][0] == {"role": "user", "content": md_text("What error rate does NAS reach on CIFAR-10?")}
+    reply, cards = final(updates)
+    assert plain(reply).startswith(ANSWER.text) and "Mars" not in plain(reply).split("\n")[0]
+    assert "Draft" not in reply and "1 draft sentence removed" in plain(reply)
+    assert all(not isinstance(c, str) for _, c, _ in updates[:-1])  # the panel waits for the answer
+    assert 'id="source-2"' in cards and "fake-model" in plain(updates[-1][2])
 
 
-def test_citations_are_numbered_like_the_source_cards():
-    updates = ask(ChatUI(FakePipeline()), "NAS on CIFAR-10?")
-    final, cards = updates[-1][0][-1]["content"], updates[-1][2]
-    assert "**\\[2\\]**" in final and f"Sources: [2] {NAS}" in plain(final)
+def test_citations_link_to_their_numbered_source_cards():
+    reply, cards = final(ask(ChatUI(FakePipeline()), "NAS on CIFAR-10?"))
+    assert "[\\[2\\]](#source-2)" in reply and f"Sources: [2] {NAS}" in plain(reply)
+    for number in re.findall(r"\]\(#source-(\d+)\)", reply):  # every link has its card
+        assert f'id="source-{number}"' in cards
     cited = re.findall(r'<div class="cw-card cw-cited" id="source-(\d+)"', cards)
     assert cited == ["2"]
     assert cards.index('id="source-2"') < cards.index('id="source-1"')  # cited first
     card = cards[cards.index('id="source-2"'):cards.index('id="source-1"')]
     assert "[2]</span>" in card and "cited</span>" in card and "<details open>" in card
     assert f"<mark>{html.escape(NAS_EVIDENCE)}</mark>" in card
-    assert "2016-11-05 · 2 authors · relevance 0.50 · similarity 0.30" in card
+    assert "2016-11-05 · 2 authors · relevance 0.50 · similarity 0.30" in text_of(card)
     other = cards[cards.index('id="source-1"'):]
-    assert "cited" not in other and "<mark>" not in other and "3 upvotes" in other
+    assert "cited<" not in other and "<mark>" not in other and "3 upvotes" in other
     assert "1 cited of 2 papers retrieved · answered in 1.5 s" in cards
 
 
-def test_refusal_says_so_and_shows_the_closest_papers():
-    updates = ask(ChatUI(FakePipeline(REFUSED, tokens=["NOT FOUND"])), "Who won the 2030 World Cup?")
-    final, cards = plain(updates[-1][0][-1]["content"]), updates[-1][2]
-    assert final.startswith("The indexed papers don't answer this.")
-    assert f"Closest papers found: [1] {HOPFIELD}; [2] {NAS}" in final
+def test_draft_citations_are_not_links_yet():
+    updates = ask(ChatUI(FakePipeline()), "NAS?")
+    drafts = [reply for reply, _, _ in updates if "Draft" in reply]
+    assert "**\\[2\\]**" in drafts[-1] and "#source-" not in drafts[-1]
+
+
+def test_card_titles_link_to_the_paper_in_a_new_tab():
+    cards = render_sources(ANSWER)
+    links = tags_of(cards).links
+    assert [link["href"] for link in links] == [
+        "https://arxiv.org/search/?query=Neural+Architecture+Search+with+Reinforcement+Learning"
+        "&searchtype=title",
+        "https://arxiv.org/search/?query=Hopfield+Networks+is+All+You+Need&searchtype=title"]
+    assert all(link["target"] == "_blank" and "noopener" in link["rel"].split() for link in links)
+    assert f">{HOPFIELD}</a>" in cards
+    own = source(1, "Own Site", "Text.", url="https://example.org/paper?id=1&v=2")
+    assert 'href="https://example.org/paper?id=1&amp;v=2"' in render_sources(
+        Answer("q", REFUSAL, refused=True, sources=[own]))
+    for bad in ("javascript:alert(1)", "https://x.org/\" onmouseover=\"alert(1)", "", None, 7):
+        assert paper_url("A B", {"url": bad}) == "https://arxiv.org/search/?query=A+B&searchtype=title"
+
+
+def test_scores_on_the_cards_are_explained():
+    cards = render_sources(ANSWER)
+    assert re.search(r'<span class="cw-score" title="relevance: [^"]+">relevance 0.50</span>', cards)
+    assert re.search(r'<span class="cw-score" title="similarity: [^"]+">similarity 0.30</span>', cards)
+    legend = text_of(cards.split('<div class="cw-card', 1)[0])
+    assert "relevance: the retrieval score" in legend and "similarity: how close in meaning" in legend
+
+
+# --- the three outcomes -------------------------------------------------------------------------
+RELATED_ANSWER = Answer(
+    question="", refused=True, outcome="related",
+    text=f"{RELATED} “{NAS_EVIDENCE}” [2]",
+    refusal_reason="no answer verified", sources=SOURCES,
+    citations=[Citation(2, SOURCES[1].paper_id, NAS, [NAS_EVIDENCE])],
+)
+
+
+def test_each_outcome_has_its_own_text_and_style():
+    answered, related, refused = (render_answer(a) for a in (ANSWER, RELATED_ANSWER, REFUSED))
+    panels = [render_sources(a) for a in (ANSWER, RELATED_ANSWER, REFUSED)]
+    assert plain(related).startswith("⚠ The indexed papers have related work, but no answer to "
+                                     "this could be verified.\n\nClosest evidence, quoted")
+    assert f"> “{md_text(NAS_EVIDENCE)}” [\\[2\\]](#source-2)" in related  # quoted, cited, linked
+    assert "Related papers: [2] " + NAS in plain(related)
+    assert "related work" not in answered + refused and ">" not in answered + refused
+    assert plain(refused).startswith(REFUSAL)
+    # the panel: a verified answer's cited card, the related outcome's amber note and evidence
+    # card, the refusal's plain note with no highlighted card
+    assert "cw-related" not in panels[0] and "cw-refusal" not in panels[0] and "cw-cited" in panels[0]
+    assert '<div class="cw-outcome cw-related">Found related papers, but could not verify an answer.' \
+        in panels[1]
+    assert re.findall(r'class="cw-card ([\w-]+)" id="source-(\d)"', panels[1]) == [("cw-evidence", "2")]
+    assert "closest evidence</span>" in panels[1] and f"<mark>{html.escape(NAS_EVIDENCE)}</mark>" in panels[1]
+    assert "cw-cited" not in panels[1]
+    assert '<div class="cw-outcome cw-refusal">' in panels[2] and "<mark>" not in panels[2]
+    assert "cw-cited" not in panels[2] and "cw-evidence" not in panels[2]
+    assert len({answered, related, refused}) == 3 and len(set(panels)) == 3
+
+
+def test_related_outcome_streams_into_the_chat():
+    reply, cards = final(ask(ChatUI(FakePipeline(RELATED_ANSWER, tokens=["NOT FOUND"])), "NAS?"))
+    assert reply == render_answer(replace(RELATED_ANSWER, question="NAS?")) and "cw-related" in cards
+
+
+def test_related_outcome_without_structured_evidence_quotes_its_text():
+    answer = replace(RELATED_ANSWER, citations=[])
+    reply = render_answer(answer)
+    assert "> “" in reply and "[\\[2\\]](#source-2)" in reply and md_text(RELATED) not in reply
+    assert "Closest evidence" in plain(reply)
+
+
+def test_refusal_says_so_and_names_every_paper_the_panel_shows():
+    many = [source(n, f"Paper {n}", f"Abstract {n}.") for n in range(1, 6)]
+    refusal = replace(REFUSED, sources=many)
+    reply, cards = final(ask(ChatUI(FakePipeline(refusal, tokens=["NOT FOUND"])), "Who won in 2030?"))
+    assert plain(reply).startswith("The indexed papers don't answer this.")
+    assert "Closest papers found: " + "; ".join(f"[{n}] Paper {n}" for n in range(1, 6)) in plain(reply)
+    assert cards.count('class="cw-card') == 5 == len(re.findall(r"\(#source-\d\)", reply))
     assert html.escape("The indexed papers don't answer this. Closest papers found:") in cards
-    assert HOPFIELD in cards and NAS in cards and "cw-cited" not in cards
     assert render_sources(replace(REFUSED, sources=[])).count("No paper came close") == 1
 
 
-# --- errors -----------------------------------------------------------------------------------
-def test_rag_error_becomes_a_friendly_gr_error():
-    ui = ChatUI(FakePipeline(error=QuestionError("The question is empty; type a question.")))
-    updates = []
-    with pytest.raises(gr.Error, match="The question is empty"):
-        for update in ui.respond("?", [], []):
-            updates.append(update)
-    assert "The question is empty" in plain(updates[-1][0][-1]["content"])
+# --- input checks and errors ----------------------------------------------------------------------
+def test_bad_questions_are_stopped_by_the_validator_with_the_reason():
+    ui = ChatUI(FakePipeline())
+    for question, reason in (("   ", "The question is empty"), ("x" * 20_000, "20,000 characters long")):
+        verdict = ui.validate(question)
+        assert verdict["__type__"] == "validate" and verdict["is_valid"] is False
+        assert reason in verdict["message"]
+    assert ui.validate("What is a pointer network?")["is_valid"] is True
+    assert ui.validate_date("yesterday")["is_valid"] is False
+    assert "not a date" in ui.validate_date("yesterday")["message"]
+    assert ui.validate_date("2020")["is_valid"] and ui.validate_date("")["is_valid"]
 
 
-def test_unexpected_error_is_generic_and_logged(caplog):
+@pytest.fixture()
+def toasts(monkeypatch) -> list[str]:
+    shown: list[str] = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: shown.append(message))
+    return shown
+
+
+def test_rag_error_is_a_toast_and_a_note_and_the_panels_stay(toasts):
+    ui = ChatUI(FakePipeline(error=QuestionError("The history is odd.")))
+    updates = ask(ui, "?")
+    assert "The history is odd" in plain(updates[-1][0]) and updates[-1][0].startswith("⚠️")
+    assert toasts == ["The history is odd."]
+    assert all(c == gr.skip() and i == gr.skip() for _, c, i in updates)  # sources and info kept
+
+
+def test_unexpected_error_is_generic_and_logged(caplog, toasts):
     ui = ChatUI(FakePipeline(error=RuntimeError("secret internals at 0xdead")))
-    with caplog.at_level(logging.ERROR, logger="rag.ui"), pytest.raises(gr.Error) as info:
-        list(ui.respond("a question", [], []))
-    assert "secret" not in info.value.message and "try again" in info.value.message
+    with caplog.at_level(logging.ERROR, logger="rag.ui"):
+        updates = ask(ui, "a question")
+    assert "secret" not in updates[-1][0] and "try again" in updates[-1][0] and "try again" in toasts[0]
     assert "secret internals" in caplog.text and "Traceback" in caplog.text
 
 
-def test_empty_question_is_refused_before_the_pipeline_runs():
+def test_empty_question_is_refused_before_the_pipeline_runs(toasts):
     fake = FakePipeline()
-    ui = ChatUI(fake)
-    assert ui.add_question("   ", [])[1] == []
-    with pytest.raises(gr.Error, match="Type a question"):
-        list(ui.respond("  ", [], []))
+    updates = ask(ChatUI(fake), "  ")
+    assert len(updates) == 1 and "The question is empty" in plain(updates[0][0]) and toasts
     assert fake.calls == []
 
 
@@ -215,11 +337,11 @@ def test_date_filters(date_from, date_to, expected):
             parse_filters(date_from, date_to)
 
 
-def test_bad_date_filter_is_a_gr_error_with_escaped_input():
+def test_bad_date_filter_is_a_note_with_escaped_input(toasts):
     fake = FakePipeline()
-    with pytest.raises(gr.Error, match="use YYYY-MM-DD") as info:
-        list(ChatUI(fake).respond("q", [], [], date_from="<img src=x onerror=alert(1)>"))
-    assert "<img" not in info.value.message  # gr.Error messages are rendered as HTML
+    updates = ask(ChatUI(fake), "q", date_from="<img src=x onerror=alert(1)>")
+    assert "use YYYY-MM-DD" in plain(updates[-1][0]) and "<img" not in updates[-1][0]
+    assert "<img" not in toasts[0]  # toasts are rendered as HTML
     assert fake.calls == []
 
 
@@ -231,20 +353,25 @@ def test_filters_reach_the_pipeline():
 
 # --- escaping ---------------------------------------------------------------------------------
 def test_hostile_abstract_and_title_render_as_text():
-    evil = source(1, 'Widgets <img src=x onerror="alert(1)">', HOSTILE, published="<script>x</script>")
+    evil = source(1, 'Widgets <img src=x onerror="alert(1)">', HOSTILE, published="<script>x</script>",
+                  url="javascript:alert(1)")
     sentence = "<script>alert(1)</script> Widgets are 3x faster <img src=x onerror=alert(1)> than gadgets."
     answer = Answer(question="", text="Widgets are <b>3x</b> faster <script>alert(1)</script> [1].",
                     refused=False, citations=[Citation(1, evil.paper_id, evil.title, [sentence])],
                     sources=[evil])
-    cards = render_sources(answer)
-    parsed = tags_of(cards)
-    assert parsed.tags <= {"div", "span", "details", "summary", "p", "mark"}
-    assert not any(a.startswith("on") or a in ("src", "href", "style") for a in parsed.attrs)
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in cards and "onerror=alert(1)&gt;" in cards
-    assert "<mark>" in cards and "${alert(1)} {{constructor}}" in cards  # inert text
+    for outcome in ("answered", "related"):
+        cards = render_sources(replace(answer, outcome=outcome, refused=outcome != "answered"))
+        parsed = tags_of(cards)
+        assert parsed.tags <= {"div", "span", "details", "summary", "p", "mark", "a"}
+        assert not any(a.startswith("on") or a in ("src", "style") for a in parsed.attrs)
+        assert all(a["href"].startswith("https://arxiv.org/search/?query=Widgets") for a in parsed.links)
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in cards and "onerror=alert(1)&gt;" in cards
+        assert "<mark>" in cards and "${alert(1)} {{constructor}}" in cards  # inert text
     chat = render_answer(answer)
     assert "<" not in chat and ">" not in chat
     assert "Widgets are <b>3x</b> faster <script>alert(1)</script> [1]." in plain(chat)
+    related = render_answer(replace(answer, outcome="related", refused=True))
+    assert "<" not in related and related.count(">") == related.count("\n> ")  # blockquote marks only
 
 
 def test_markdown_in_paper_text_cannot_make_links_or_images():
@@ -262,22 +389,117 @@ def test_highlight_handles_whitespace_overlap_and_missing_sentences():
 
 
 # --- conversation -----------------------------------------------------------------------------
-def test_second_turn_gets_the_first_as_history():
+def test_second_turn_gets_the_chat_history():
+    from rag.conversation import user_turns
+
     fake = FakePipeline()
     ui = ChatUI(fake)
-    chat, turns, _ = ask(ui, "What error rate does NAS reach?")[-1]
-    chat, turns, _ = ask(ui, "and how fast is it?", chat, turns)[-1]
+    reply, _ = final(ask(ui, "What error rate does NAS reach?"))
+    history = [{"role": "user", "content": [{"type": "text", "text": "What error rate does NAS reach?"}]},
+               {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
+    ask(ui, "and how fast is it?", history)
     assert fake.calls[0]["history"] == []
-    assert fake.calls[1]["question"] == "and how fast is it?"
-    assert fake.calls[1]["history"] == [
-        {"role": "user", "content": "What error rate does NAS reach?"},
-        {"role": "assistant", "content": ANSWER.text},
-    ]
-    assert [m["role"] for m in chat] == ["user", "assistant", "user", "assistant"]
-    assert len(turns) == 4
+    assert fake.calls[1]["question"] == "and how fast is it?" and fake.calls[1]["history"] == history
+    assert user_turns(history) == ["What error rate does NAS reach?"]  # what follow-ups lean on
 
 
-# --- API, papers, app -------------------------------------------------------------------------
+# --- waiting: the index, the model -----------------------------------------------------------------
+class LoadingGenerator:
+    """A generator still loading: ``is_loaded`` turns true ``delay`` seconds into its stream."""
+
+    name, device = "slow-model", "cpu"
+
+    def __init__(self, delay: float):
+        self.delay, self.is_loaded = delay, False
+
+
+class LoadingPipeline(FakePipeline):
+    """Streams like ``Pipeline.stream`` when the model is not loaded yet: "loading", then
+    "generating" at once, then nothing until the model is there."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        self.generator = LoadingGenerator(delay)
+
+    def stream(self, question, history=None, filters=None):  # noqa: ANN001, ANN201
+        self.calls.append({"question": question})
+        yield Status("searching", question)
+        yield Status("loading", self.generator.name)
+        yield Status("generating", self.generator.name)
+        time.sleep(self.generator.delay)  # generator.stream waits for the load
+        self.generator.is_loaded = True
+        for piece in TOKENS:
+            yield Token(piece)
+        yield Status("verifying")
+        yield replace(self.answer, question=question)
+
+
+def test_a_question_waiting_for_the_model_shows_the_load_and_its_seconds():
+    ui = ChatUI(LoadingPipeline(delay=2.6), tick=0.1)
+    shown = [plain(reply) for reply, _, _ in ask(ui, "NAS?")]
+    loading = [s for s in shown if s.startswith("Loading the model slow-model")]
+    assert [s.split("(")[1].split(")")[0] for s in loading] == ["0 s", "1 s", "2 s"]
+    first = shown.index(loading[0])
+    assert not any("Reading the papers" in s for s in shown[first:shown.index(loading[-1])])
+    assert shown[-1].startswith(ANSWER.text)
+
+
+def test_a_question_asked_while_the_index_loads_waits_and_says_so():
+    fake, ready = FakePipeline(), threading.Event()
+    ui = ChatUI(fake, ready=ready, tick=0.1)
+    threading.Timer(0.35, ready.set).start()
+    shown = [plain(reply) for reply, _, _ in ask(ui, "NAS?")]
+    assert shown[0] == "Loading the search index (0 s)…" and shown[-1].startswith(ANSWER.text)
+    assert len(fake.calls) == 1
+
+
+# --- stop -------------------------------------------------------------------------------------
+class EndlessPipeline(FakePipeline):
+    """Drafts forever, a token every 10 ms, until its stream is closed."""
+
+    def __init__(self):
+        super().__init__()
+        self.closed, self.tokens_sent = threading.Event(), 0
+
+    def stream(self, question, history=None, filters=None):  # noqa: ANN001, ANN201
+        yield Status("generating", self.generator.name)
+        try:
+            while True:
+                time.sleep(0.01)
+                self.tokens_sent += 1
+                yield Token("word ")
+        finally:
+            self.closed.set()
+
+
+def test_stop_closes_the_pipeline_stream():
+    fake = EndlessPipeline()
+    replies = ChatUI(fake, tick=0.1).respond("Tell me everything.", [])
+    for reply, _, _ in replies:
+        if reply.count("word") >= 5:
+            break
+    replies.close()  # what Gradio does when Stop is pressed
+    assert fake.closed.wait(2), "the generation was never stopped"
+    sent = fake.tokens_sent
+    time.sleep(0.1)
+    assert fake.tokens_sent == sent
+
+
+def test_stop_marks_the_unfinished_reply():
+    draft = f"{md_text('Half an')} ▍\n\n*Draft: checking each citation…*"
+    ui = ChatUI(FakePipeline())
+    chat = [{"role": "user", "content": [{"type": "text", "text": "q"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": draft}]}]
+    stopped = ui.stopped(chat)
+    assert stopped[-1]["content"][0]["text"] == f"{md_text('Half an')}\n\n*Stopped: this draft was " \
+        "not checked against the papers.*"
+    assert chat[-1]["content"][0]["text"] == draft  # the input is not changed
+    assert stopped_message("*Searching the papers (4 s)…*") == "*Stopped.*"
+    answer = render_answer(ANSWER)
+    assert stopped_message(answer) == answer and ui.stopped([]) == []
+    assert ui.stopped(chat[:1]) == chat[:1]
+
+
 def test_ask_returns_the_answer_dict():
     fake = FakePipeline()
     assert ChatUI(fake).ask("NAS?") == replace(ANSWER, question="NAS?").to_dict()
@@ -296,6 +518,18 @@ def test_papers_table_filters_and_searches():
     assert "Model: fake-model on cpu (fake)" in info and "Index: 2 papers, 2 dated 2016-11-05" in info
 
 
+def test_a_papers_row_opens_the_paper():
+    ui = ChatUI(FakePipeline())
+    row = ui.filter_papers("architecture search")[0]
+    shown = ui.paper_detail(row)
+    assert f'data-paper-id="{SOURCES[1].paper_id}"' in shown
+    assert html.escape(NAS_ABSTRACT) in shown and "2016-11-05 · 2 authors" in text_of(shown)
+    link = tags_of(shown).links[0]
+    assert link["href"].startswith("https://arxiv.org/search/?query=Neural+Architecture")
+    assert link["target"] == "_blank" and "noopener" in link["rel"]
+    assert "Click a row" in ui.paper_detail(["No Such Paper"]) and "Click a row" in ui.paper_detail(None)
+
+
 def test_default_settings_use_the_pipeline_itself():
     fake = FakePipeline()
     assert ChatUI(fake).view(5, "hybrid") is fake and ChatUI(fake).view(None, None) is fake
@@ -310,7 +544,7 @@ def test_settings_apply_per_request(seed_settings, seed_index, embedder):
     view = ui.view(2, "bm25")
     assert (view.settings.top_k, view.settings.retrieval_mode) == (2, "bm25")
     assert ui.view(2, "bm25") is view and view.generator is pipeline.generator
-    *_, (chat, _, cards) = ask(ui, "quantizing hidden states into discrete vector codes", k=2, mode="bm25")
+    _, cards = final(ask(ui, "quantizing hidden states into discrete vector codes", k=2, mode="bm25"))
     assert cards.count('class="cw-card') == 2 and "cw-cited" in cards
     assert len(ui.ask("discrete codebook features", k=3)["sources"]) == 3
 
@@ -335,6 +569,24 @@ def test_ask_endpoint_over_http():
         assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/ask"]
     finally:
         demo.close()
+
+
+def test_the_chat_is_a_chat_interface_sharing_the_generation_slot_with_the_api():
+    demo = build_app(FakePipeline())
+    blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    chatbot, box = blocks["cw-chat"], blocks["cw-question"]
+    assert chatbot.editable == "user" and not chatbot.show_label  # a floating label hid messages
+    assert (box.submit_btn, box.stop_btn) == ("Ask", False)  # Stop shows while answering
+    assert any(isinstance(b, gr.BrowserState) for b in demo.blocks.values())  # saved history
+    respond = [fn for fn in demo.fns.values()
+               if getattr(getattr(fn.fn, "__wrapped__", None), "__name__", "") == "respond"]
+    assert len(respond) >= 4  # submit, retry, edit, example (and the private chat endpoint)
+    for fn in respond:
+        settings = [blocks[name]._id for name in ("cw-k", "cw-mode", "cw-from", "cw-to")]
+        assert [i._id for i in fn.inputs[2:]] == settings
+        assert [o.elem_id for o in fn.outputs[-2:]] == ["cw-sources", "cw-info"]
+        assert fn.concurrency_id == "generate"
+    assert {fn.concurrency_id for fn in demo.fns.values() if fn.api_name == "ask"} == {"generate"}
 
 
 # --- app.py -----------------------------------------------------------------------------------
