@@ -224,6 +224,27 @@ def follow_up_subject(question: str, history: Sequence[Any] | None = None) -> st
     return None if topic is None else topic.subject
 
 
+def follow_up_focus(query: str, subject: str | None) -> str:
+    """What a follow-up asks of its subject: the standalone ``query`` with the carried
+    ``subject`` (``follow_up_subject``) put back as "it", or ``query`` itself when nothing was
+    carried. Retrieval needs the subject to find the paper; the answer's sentences should be
+    chosen by the rest, since the subject's own words match its paper's opening sentence,
+    which is seldom what the follow-up asks.
+
+    >>> follow_up_focus("What problems was the architecture that outputs positions tested on?",
+    ...                 "the architecture that outputs positions")
+    'What problems was it tested on?'
+    >>> follow_up_focus("What is Mamba?", None)
+    'What is Mamba?'
+    """
+    if not subject:
+        return query
+    at = query.lower().find(subject.lower())
+    if at < 0:
+        return query
+    return " ".join(f"{query[:at]}it{query[at + len(subject):]}".split())
+
+
 def _topic(question: str, history: Sequence[Any] | None) -> Topic | None:
     """The conversation's topic when ``question`` is a follow-up that needs it, else ``None``."""
     topic: Topic | None = None

@@ -23,7 +23,8 @@ from .answer_checks import QuestionShape, has_value
 from .citations import citations_removed, verify_answer
 from .composition import candidates, compose, lead_sentences, marked, rival
 from .config import Settings
-from .conversation import clean_question, previous_answer, repeats, standalone_question
+from .conversation import (clean_question, follow_up_focus, follow_up_subject, previous_answer, repeats,
+                           standalone_question)
 from .evidence import Embed, cached_embed, pool_evidence
 from .injection import trusted_sources
 from .prompts import DISAGREEMENT, NOT_FOUND, REFUSAL, RELATED, answer_messages, judge_messages
@@ -135,7 +136,8 @@ class Pipeline:
             yield finish(self._refusal(question, sources, "nothing relevant retrieved"))
             return
 
-        lines = pool_evidence(query, sources, self.settings.evidence_sentences)
+        focus = follow_up_focus(query, follow_up_subject(question, history))
+        lines = pool_evidence(focus, sources, self.settings.evidence_sentences)
         messages = answer_messages(query, lines)
         generator = self.generator
         if not getattr(generator, "is_loaded", True):  # e.g. the app still loading it
@@ -153,7 +155,7 @@ class Pipeline:
 
         yield Status("verifying", "")
         t2 = time.perf_counter()
-        answer = self._answer(question, query, draft, lines, sources)
+        answer = self._answer(question, query, draft, lines, sources, focus)
         previous = previous_answer(history)
         if previous and not answer.refused and repeats(answer.text, previous):
             answer = self._related(question, query, sources, self._question_embed(),
@@ -169,8 +171,11 @@ class Pipeline:
 
     # --- helpers -------------------------------------------------------------------------------
     def _answer(self, question: str, query: str, draft: str, lines: list[tuple[int, str]],
-                sources: list[Source]) -> Answer:
-        """Verify the draft, compose the answer around it, then answer or refuse."""
+                sources: list[Source], focus: str | None = None) -> Answer:
+        """Verify the draft, compose the answer around it, then answer or refuse. ``focus``:
+        what the sentences of the answer must be about (``follow_up_focus``), by default
+        ``query``."""
+        focus = focus or query
         degenerate = not draft or NOT_FOUND in draft.upper() or not citations_removed(draft).strip(" .")
         embed = self._question_embed()
         lead = []
@@ -178,8 +183,8 @@ class Pipeline:
             verified = self._verify(expand_short_answer(draft, query, lines), sources, embed)
             if not verified.kept_text.strip() and (fallback := yes_no_evidence(draft, query, lines)):
                 verified = self._verify(fallback, sources, embed)
-            lead = lead_sentences(query, verified.sentences)
-        final = self._verify(compose(query, lead, sources), sources, embed)
+            lead = lead_sentences(focus, verified.sentences)
+        final = self._verify(compose(focus, lead, sources), sources, embed)
         if not final.citations or not final.kept_text.strip():
             return self._related(question, query, sources, embed, "no sentence survived verification")
         final, disagreement = self._with_rival(query, final, sources, embed)

@@ -221,3 +221,28 @@ def test_a_repeat_can_still_answer_what_was_already_said(question, expected):
     """With the question, a repeat counts only when the question asks for words the previous
     answer lacks: the same sentence may answer two questions."""
     assert repeats(PREVIOUS, PREVIOUS, question) is expected
+
+
+# --- answering a follow-up -------------------------------------------------------------------
+def test_a_follow_up_is_answered_from_what_it_asks(seed_settings, seed_index, embedder):
+    """The README's follow-up: its answer comes from the sentence about the problems the
+    paper was tested on, not from the abstract's opening sentence, which the carried subject
+    ("the architecture that outputs positions in its input sequence") matches best."""
+    from fakes import ExtractiveGenerator
+    from rag.pipeline import Pipeline
+
+    pipeline = Pipeline(seed_settings, generator=ExtractiveGenerator(), embedder=embedder, index=seed_index)
+    history = [("Which architecture outputs positions in its input sequence?", "Pointer Networks [1].")]
+    answer = pipeline.ask("and what problems was it tested on?", history=history)
+    assert answer.sources[0].title == "Pointer Networks", answer.sources
+    assert answer.outcome == "answered", answer
+    assert "convex hulls" in answer.text and "Travelling Salesman" in answer.text, answer.text
+    assert "learn the conditional probability" not in answer.text, answer.text
+
+
+def test_follow_up_focus_puts_it_in_place_of_the_subject():
+    query = "What about the speed of the architecture that outputs positions in its input sequence?"
+    assert conversation.follow_up_focus(query, "the architecture that outputs positions in its input sequence") \
+        == "What about the speed of it?"
+    assert conversation.follow_up_focus(query, "Mamba") == query
+    assert conversation.follow_up_focus(query, None) == query
