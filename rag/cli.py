@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -53,6 +54,12 @@ def settings_from(**overrides):  # noqa: ANN003, ANN201
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        if first.get("type") == "extra_forbidden":
+            from .config import config_files
+
+            files = ", ".join(str(f) for f in config_files()) or "the settings"
+            raise ConfigError(f"Unknown setting {where!r} in {files}; the settings and their names are "
+                              "in rag/config.py and the README's Settings section.") from None
         raise ConfigError(f"Invalid setting {where}: {first.get('msg')}.") from None
 
 
@@ -93,6 +100,7 @@ def ingest(
     stream: Annotated[Optional[list[Path]], typer.Option("--stream", help="Stream a large .jsonl/.csv dump in batches (constant memory, resumable); register it.")] = None,
     index_dir: IndexDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Build or update the index (only new or changed chunks are embedded)."""
     from .errors import ConfigError
@@ -106,15 +114,20 @@ def ingest(
                               "run them as separate commands.")
         from .bulk import ingest_dump
 
-        reports = [ingest_dump(settings, dump, progress=not quiet) for dump in stream]
+        reports = [ingest_dump(settings, dump, progress=not (quiet or as_json)) for dump in stream]
         report = reports[0]
         for more in reports[1:]:
             report = combined(report, more)
     else:
-        report = run_ingest(settings, paths or [], rebuild=rebuild, remove=remove or [], progress=not quiet)
+        report = run_ingest(settings, paths or [], rebuild=rebuild, remove=remove or [],
+                            progress=not (quiet or as_json))
+    where = settings.chroma_url or str(settings.index_dir)
+    if as_json:
+        typer.echo(json.dumps({**asdict(report), "index": where}, ensure_ascii=False, indent=2))
+        return
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"Indexed {report.summary()} -> {settings.chroma_url or settings.index_dir}")
+    typer.echo(f"Indexed {report.summary()} -> {where}")
 
 
 @app.command()
@@ -166,11 +179,16 @@ def papers(as_json: AsJson = False, index_dir: IndexDir = None) -> None:
 
 @app.command()
 @guarded
-def sources(index_dir: IndexDir = None) -> None:
+def sources(as_json: AsJson = False, index_dir: IndexDir = None) -> None:
     """List the files and folders the index is built from (streamed dumps marked)."""
     from .store import PaperIndex
 
     index = PaperIndex(settings_from(index_dir=index_dir))
+    if as_json:
+        streamed = [{"source": src, "finished": bool(state)} for src, state in index.stream_sources().items()]
+        typer.echo(json.dumps({"sources": list(index.sources()), "streamed": streamed},
+                              ensure_ascii=False, indent=2))
+        return
     for src in index.sources():
         typer.echo(src)
     for src, state in index.stream_sources().items():
@@ -185,6 +203,7 @@ def ask(
     mode: Mode = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Generator model (bundled name, HF id, folder or .gguf).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.")] = None,
+    keep: Annotated[bool, typer.Option("--continue", "-c", help="A follow-up: continue the last conversation (kept in the cache folder) instead of starting a new one.")] = False,
     as_json: AsJson = False,
     index_dir: IndexDir = None,
 ) -> None:
@@ -193,13 +212,16 @@ def ask(
     from .types import Answer, Token
 
     settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode, model=model, device=device)
+    history = load_conversation(settings) if keep else []
     pipeline = Pipeline(settings)
     if as_json:
-        typer.echo(json.dumps(pipeline.ask(question).to_dict(), ensure_ascii=False, indent=2))
+        answer = pipeline.ask(question, history=history)
+        save_conversation(settings, [*history, (answer.question, answer.text)])
+        typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return
     final: Answer | None = None
     streamed = False
-    for event in pipeline.stream(question):
+    for event in pipeline.stream(question, history=history):
         if isinstance(event, Token):
             if not streamed:
                 typer.secho("draft: ", fg="bright_black", nl=False, err=True)
@@ -210,7 +232,60 @@ def ask(
     if streamed:
         typer.echo("", err=True)
     assert final is not None
+    save_conversation(settings, [*history, (final.question, final.text)])
     typer.echo(format_answer(final))
+
+
+#: Turns of a CLI conversation kept for ``ask --continue`` (older ones are dropped).
+CONVERSATION_TURNS = 10
+
+
+def conversation_file(settings) -> Path:  # noqa: ANN001
+    """Where ``ask`` keeps the conversation that ``ask --continue`` continues."""
+    return Path(settings.model_cache_dir).expanduser() / "conversation.json"
+
+
+def _index_location(settings) -> str:  # noqa: ANN001
+    return settings.chroma_url or str(Path(settings.index_dir).expanduser().resolve())
+
+
+def load_conversation(settings) -> list[tuple[str, str]]:  # noqa: ANN001
+    """The saved conversation's ``(question, answer)`` turns, for ``ask --continue``."""
+    from .errors import ConfigError
+
+    path = conversation_file(settings)
+    start_new = "ask without --continue to start one"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        turns = [(str(q), str(a)) for q, a in data["turns"]]
+        index = data["index"]
+    except FileNotFoundError:
+        raise ConfigError(f"There is no conversation to continue yet; {start_new}.") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"The saved conversation {path} cannot be read ({type(exc).__name__}); "
+                          f"{start_new}.") from None
+    if index != _index_location(settings):
+        raise ConfigError(f"The last conversation was over another index ({index}); {start_new} here.")
+    return turns
+
+
+def save_conversation(settings, turns: list[tuple[str, str]]) -> None:  # noqa: ANN001
+    """Keep the last ``CONVERSATION_TURNS`` turns (written to a temporary file, then renamed,
+    so an interrupted write leaves the previous conversation whole)."""
+    import os
+    import tempfile
+
+    path = conversation_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"index": _index_location(settings), "turns": [list(t) for t in turns[-CONVERSATION_TURNS:]]}
+    fd, tmp = tempfile.mkstemp(prefix=".conversation-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, ensure_ascii=False, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @app.command("eval")
@@ -231,20 +306,28 @@ def eval_(
     compare: Annotated[Optional[tuple[Path, Path]], typer.Option("--compare", help="Print the metric deltas of two finished run folders A B, then exit.")] = None,
     index_dir: IndexDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Evaluate answers on the question set: retrieval, citations, faithfulness, refusals."""
     from .config import PROJECT_ROOT
+    from .errors import ConfigError
     from .evaluate import compare_runs, run_eval
     from .metrics import DEFINITIONS, format_value
 
     if compare:
+        if as_json:
+            raise ConfigError("--compare prints a table; the metrics of each run are in its metrics.json")
         typer.echo(compare_runs(*compare))
         return
     settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode, model=model)
     out = out or default_run_dir(PROJECT_ROOT, limit=limit, questions=questions, withheld=withheld)
     result = run_eval(settings, questions or PROJECT_ROOT / "eval" / "questions.jsonl", out, limit=limit,
-                      system=system, judge=judge, progress=not quiet, baseline_dir=baseline_dir,
+                      system=system, judge=judge, progress=not (quiet or as_json), baseline_dir=baseline_dir,
                       split=split, judge_model=judge_model, withheld_gold=withheld)
+    if as_json:
+        typer.echo(json.dumps({"metrics": result, "report": str(out / "report.md")}, ensure_ascii=False,
+                              indent=2, default=str))
+        return
     if system == "both":
         typer.echo(compare_runs(out / "citewise", out / "baseline"))
     else:

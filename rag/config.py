@@ -1,10 +1,17 @@
 """One settings object, passed explicitly to every stage (no global fallbacks).
 
-Every field can be set from the environment with the ``RAG_`` prefix, e.g.
-``RAG_TOP_K=8 RAG_DEVICE=cuda python app.py``, or overridden in code:
+Every field can be set in a config file, from the environment with the ``RAG_`` prefix
+(e.g. ``RAG_TOP_K=8 RAG_DEVICE=cuda python app.py``), or in code; code wins over the
+environment, which wins over the files:
 
 >>> Settings(top_k=3).top_k
 3
+
+The config files are TOML with the fields' own names (``top_k = 8``, ``device = "cuda"``):
+``citewise.toml`` in the user config folder (``$XDG_CONFIG_HOME/citewise/`` or
+``~/.config/citewise/``), then ``citewise.toml`` in the working folder, which wins over it; or
+only the file that ``CITEWISE_CONFIG`` names. Relative paths in them are relative to the
+working folder.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
+                               TomlConfigSettingsSource)
+
+from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SEEDS_DIR = PROJECT_ROOT / "data" / "seeds"
@@ -33,6 +43,38 @@ def _default_cache_dir() -> Path:
 
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "citewise"
+
+
+CONFIG_NAME = "citewise.toml"
+CONFIG_ENV = "CITEWISE_CONFIG"  # one config file to read instead of the usual two
+
+
+def config_files() -> list[Path]:
+    """The config files that exist, lowest precedence first (see the module docstring).
+    A file ``CITEWISE_CONFIG`` names must exist; one that is not valid TOML is a
+    ``ConfigError`` naming it."""
+    import os
+    import tomllib
+
+    named = os.environ.get(CONFIG_ENV, "").strip()
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={named}: no such file; point it at a citewise.toml or unset it.")
+        files = [path]
+    else:
+        user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "citewise" / CONFIG_NAME
+        try:
+            here = Path.cwd() / CONFIG_NAME
+        except OSError:  # the working folder was deleted
+            here = None
+        files = [f for f in (user, here) if f is not None and f.is_file()]
+    for f in files:
+        try:
+            tomllib.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{f} is not a valid TOML config file ({exc}); fix or remove it.") from None
+    return files
 
 
 class Settings(BaseSettings):
@@ -210,6 +252,17 @@ class Settings(BaseSettings):
         if v >= size:
             raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_size ({size})")
         return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Code, then the environment, then the config files (``config_files``)."""
+        files = config_files()
+        return (init_settings, env_settings,
+                *([TomlConfigSettingsSource(settings_cls, toml_file=files)] if files else []))
 
     def with_overrides(self, **changes) -> "Settings":  # noqa: ANN003
         """A copy with some fields changed (``None`` values are ignored)."""

@@ -7,10 +7,14 @@ import, and every model comes from an installed wheel or is built locally.
 from __future__ import annotations
 
 import os
+import tempfile
 
 from rag import OFFLINE_ENV
 
 os.environ.update(OFFLINE_ENV)  # forced, whatever the caller's environment says
+# A user's own citewise.toml (rag/config.py) must not change what the tests see.
+os.environ.pop("CITEWISE_CONFIG", None)
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="citewise-tests-config-")
 
 from pathlib import Path  # noqa: E402
 
