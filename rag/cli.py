@@ -204,20 +204,30 @@ def ask(
     model: Annotated[Optional[str], typer.Option("--model", help="Generator model (bundled name, HF id, folder or .gguf).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.")] = None,
     keep: Annotated[bool, typer.Option("--continue", "-c", help="A follow-up: continue the last conversation (kept in the cache folder) instead of starting a new one.")] = False,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="text (streamed, the default), json, markdown (the answer and its linked references) or bibtex (the cited papers).")] = None,
     as_json: AsJson = False,
     index_dir: IndexDir = None,
 ) -> None:
     """Answer a question from the indexed abstracts, citing every claim."""
+    from .errors import ConfigError
+    from .export import FORMATS, to_bibtex, to_markdown
     from .pipeline import Pipeline
     from .types import Answer, Token
 
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if as_json and fmt not in (None, "json"):
+        raise ConfigError(f"--json and --format {fmt} disagree; give one of them")
+    fmt = "json" if as_json else fmt or "text"
     settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode, model=model, device=device)
     history = load_conversation(settings) if keep else []
     pipeline = Pipeline(settings)
-    if as_json:
+    if fmt != "text":
         answer = pipeline.ask(question, history=history)
         save_conversation(settings, [*history, (answer.question, answer.text)])
-        typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        shown = {"json": lambda a: json.dumps(a.to_dict(), ensure_ascii=False, indent=2),
+                 "markdown": to_markdown, "bibtex": to_bibtex}[fmt](answer)
+        typer.echo(shown.rstrip("\n"))
         return
     final: Answer | None = None
     streamed = False
@@ -465,8 +475,9 @@ def format_answer(answer) -> str:  # noqa: ANN001
     if answer.outcome == "not_found" and answer.sources:
         lines.append("Closest papers found:")
         lines += [f"  [{s.number}] {s.title}" for s in answer.sources]
+    links = {s.number: (s.metadata or {}).get("url") for s in answer.sources}
     for c in answer.citations:
-        lines.append(f"[{c.number}] {c.title}")
+        lines.append(f"[{c.number}] {c.title}" + (f"  <{links[c.number]}>" if links.get(c.number) else ""))
         if c.supporting_sentence and answer.outcome == "answered":  # a related answer quotes them
             lines.append(f"    \u201c{_clip(c.supporting_sentence, 240)}\u201d")
     lines += [f"Withheld: {s.title} ({WITHHELD})" for s in answer.withheld]

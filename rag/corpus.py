@@ -261,6 +261,7 @@ def _paper_from_record(record: dict[Any, Any], where: str, source: str) -> Paper
     if isinstance(categories, str):  # arXiv dumps: "cs.LG stat.ML"
         categories = categories.replace(",", " ").replace(";", " ").split()
     dates = (_iso_date(rec.get(k)) for k in ("published", "date", "update_date"))
+    url, doi, arxiv_id = paper_links(rec)
     return Paper(
         paper_id=_clean(str(rec.get("id") or "")) or paper_id_for(title),
         title=title,
@@ -272,7 +273,37 @@ def _paper_from_record(record: dict[Any, Any], where: str, source: str) -> Paper
         categories=tuple(filter(None, (_clean(str(c)) for c in categories)))
         if isinstance(categories, (list, tuple)) else (),
         sources=(source,),
+        url=url,
+        doi=doi,
+        arxiv_id=arxiv_id,
     )
+
+
+_ARXIV_ID = re.compile(r"(?:arxiv:)?(\d{4}\.\d{4,5}(?:v\d+)?|[a-z][a-z.\-]*/\d{7}(?:v\d+)?)", re.I)
+_DOI = re.compile(r"(?:https?://(?:dx\.)?doi\.org/|doi:)?(10\.\d{4,9}/\S+)", re.I)
+_URL = re.compile(r"https?://[^\s\"'<>]+", re.I)
+
+
+def paper_links(rec: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """``(url, doi, arxiv_id)`` of a record: an ``arxiv_id`` field or an ``id`` that is an
+    arXiv identifier (as in arXiv's metadata dump), a ``doi``, and a ``url``/``link`` (http or
+    https only); without one, the url is the arXiv abstract page, else the DOI's.
+
+    >>> paper_links({"id": "1506.03134", "doi": "10.5555/2969442.2969540"})
+    ('https://arxiv.org/abs/1506.03134', '10.5555/2969442.2969540', '1506.03134')
+    >>> paper_links({"url": "javascript:alert(1)", "doi": "https://doi.org/10.48550/arXiv.1506.03134"})
+    ('https://doi.org/10.48550/arXiv.1506.03134', '10.48550/arXiv.1506.03134', None)
+    """
+    def field(*names: str) -> str:
+        return next((_clean(str(rec[n])) for n in names if isinstance(rec.get(n), (str, int, float))), "")
+
+    arxiv = _ARXIV_ID.fullmatch(field("arxiv_id", "arxiv", "id"))
+    doi = _DOI.fullmatch(field("doi"))
+    url = _URL.fullmatch(field("url", "link"))
+    arxiv_id, doi_id = (arxiv.group(1) if arxiv else None), (doi.group(1) if doi else None)
+    link = url.group(0) if url else (f"https://arxiv.org/abs/{arxiv_id}" if arxiv_id else
+                                     f"https://doi.org/{doi_id}" if doi_id else None)
+    return link, doi_id, arxiv_id
 
 
 def _lines(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[str]:
@@ -469,7 +500,7 @@ def _merge(old: Paper, new: Paper, warnings: list[str]) -> Paper:
         warnings.append(f"'{old.title}' appears in {places} with abstracts of different lengths; "
                         f"kept the longer one (from {', '.join(kept.sources)})")
     fill = {k: getattr(new, k) for k in ("n_authors", "published", "upvotes", "authors",
-                                         "categories")
+                                         "categories", "url", "doi", "arxiv_id")
             if getattr(old, k) in (None, ()) and getattr(new, k) not in (None, ())}
     sources = old.sources + tuple(s for s in new.sources if s not in old.sources)
     return replace(old, abstract=abstract, sources=sources, **fill)

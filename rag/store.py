@@ -679,6 +679,9 @@ def paper_from_metadata(meta: dict) -> Paper:
         authors=meta.get("authors"),
         categories=tuple(cats.split()) if cats else (),
         sources=tuple(s for s in src.split(", ") if s),
+        url=meta.get("url"),
+        doi=meta.get("doi"),
+        arxiv_id=meta.get("arxiv_id"),
     )
 
 

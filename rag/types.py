@@ -27,6 +27,9 @@ class Paper:
     authors: str | None = None  # names, when a user corpus gives them
     categories: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()  # the files the paper was read from
+    url: str | None = None  # where to read it: the corpus's own link, else arXiv or doi.org
+    doi: str | None = None
+    arxiv_id: str | None = None
 
     @property
     def year(self) -> int | None:
@@ -48,6 +51,9 @@ class Paper:
             meta["categories"] = " ".join(self.categories)
         if self.sources:
             meta["source_files"] = ", ".join(self.sources)
+        for key in ("url", "doi", "arxiv_id"):
+            if getattr(self, key):
+                meta[key] = getattr(self, key)
         return meta
 
     def to_dict(self) -> dict[str, Any]:

@@ -340,7 +340,8 @@ def test_arxiv_metadata_record(tmp_path) -> None:
         abstract="A fully differential calculation in perturbative quantum chromodynamics is "
                  "presented.",
         published="2008-11-13", authors="C. Bal\\'azs, E. L. Berger, P. M. Nadolsky, C.-P. Yuan",
-        categories=("hep-ph", "cs.LG"), sources=("arxiv.json",))
+        categories=("hep-ph", "cs.LG"), sources=("arxiv.json",),
+        url="https://arxiv.org/abs/0704.0001", arxiv_id="0704.0001")  # the dump's id is an arXiv id
 
 
 @pytest.mark.parametrize(("fields", "expected"), [
