@@ -280,22 +280,13 @@ def load_conversation(settings) -> list[tuple[str, str]]:  # noqa: ANN001
 
 
 def save_conversation(settings, turns: list[tuple[str, str]]) -> None:  # noqa: ANN001
-    """Keep the last ``CONVERSATION_TURNS`` turns (written to a temporary file, then renamed,
-    so an interrupted write leaves the previous conversation whole)."""
-    import os
-    import tempfile
+    """Keep the last ``CONVERSATION_TURNS`` turns (``atomic_json``: an interrupted write leaves
+    the previous conversation whole)."""
+    from .models import atomic_json
 
     path = conversation_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"index": _index_location(settings), "turns": [list(t) for t in turns[-CONVERSATION_TURNS:]]}
-    fd, tmp = tempfile.mkstemp(prefix=".conversation-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_json(path, {"index": _index_location(settings), "turns": [list(t) for t in turns[-CONVERSATION_TURNS:]]})
 
 
 @app.command("eval")

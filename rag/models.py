@@ -150,10 +150,16 @@ class _NoBar:
         return None
 
 
-def _atomic_json(path: Path, data: dict) -> None:
+def atomic_json(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file renamed into place, so an
+    interrupted write leaves the previous file whole (and no temporary file behind)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # --- bundled wheels ------------------------------------------------------------------------
@@ -221,7 +227,7 @@ def verify_converted(folder: Path, full: bool = False) -> bool:
             if st.st_mtime_ns != entry["mtime_ns"]:  # e.g. a copied cache: hashed once, trusted again
                 refreshed, entry["mtime_ns"] = True, st.st_mtime_ns
         if refreshed:
-            _atomic_json(folder / "manifest.json", manifest)
+            atomic_json(folder / "manifest.json", manifest)
         return "config.json" in files
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -291,7 +297,7 @@ def write_manifest(folder: Path, **extra: Any) -> None:
     :func:`verify_converted`)."""
     files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns,
              "sha256": sha256_file(p)} for p in sorted(folder.rglob("*")) if p.is_file()}
-    _atomic_json(folder / "manifest.json", {**extra, "files": files})
+    atomic_json(folder / "manifest.json", {**extra, "files": files})
 
 
 class quiet_gguf_reader:
@@ -498,7 +504,7 @@ def save_int8(model: Any, cache_dir: Path, key: str, inputs: dict) -> Path:
             del tensors
             model.config.save_pretrained(tmp)
             model.generation_config.save_pretrained(tmp)
-            _atomic_json(tmp / "int8.json", {**layout, "inputs": inputs})
+            atomic_json(tmp / "int8.json", {**layout, "inputs": inputs})
             bar.update()
             bar.set_postfix_str("checksums", refresh=False)
             write_manifest(tmp, key=key)

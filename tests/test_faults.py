@@ -387,7 +387,7 @@ from pathlib import Path
 import rag.models as models
 def die(path, data):  # the weights are saved; the manifest and the rename never happen
     os.kill(os.getpid(), signal.SIGKILL)
-models._atomic_json = die
+models.atomic_json = die
 models.resolve_model(sys.argv[1], Path(sys.argv[2]))
 '''
 
