@@ -95,10 +95,6 @@ def set_quiet(quiet: bool = True) -> None:
         quiet_libraries()
 
 
-def is_quiet() -> bool:
-    return _quiet
-
-
 def quiet_libraries() -> None:
     """Apply the quiet flag to transformers' and huggingface_hub's bars (imports both)."""
     global _libraries_quieted
