@@ -2,7 +2,7 @@
 
 ``build_app(pipeline)`` returns a queued ``gr.Blocks`` and launches nothing (``app.py``
 does). The chat is a ``gr.ChatInterface`` (stop, retry, edit, conversations saved in the
-browser) around a plain generator, ``ChatUI.respond``, tested with a fake pipeline. Every
+browser) around a plain generator, ``ChatUI.stream_chat``, tested with a fake pipeline. Every
 paper text and answer is HTML-escaped before it goes into markup, so an abstract holding
 ``<script>`` shows as text, and supporting sentences are highlighted:
 
@@ -24,15 +24,18 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from datetime import date
 from urllib.parse import urlencode
 
 from .conversation import clean_question
 from .errors import QuestionError, RagError
+from .export import to_markdown
 from .prompts import REFUSAL, WITHHELD
 from .prompts import RELATED as RELATED_TEXT
 from .retrieval import Filters
 from .types import NOT_FOUND, RELATED, Answer, Paper, Source, Status, Token
+from .ui_copy import cleared, copy_button, markdown_box
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ LEGEND = (f'<div class="cw-legend"><span title="{html.escape(RELEVANCE_HELP)}">'
           f'{html.escape(RELEVANCE_HELP)}</span> · <span title="{html.escape(SIMILARITY_HELP)}">'
           f"{html.escape(SIMILARITY_HELP)}</span></div>")
 TICK = 1.0  # seconds between progress updates while nothing else happens
-#: The page's styles. The two panels the chat fills never show Gradio's status tracker: the
+#: The page's styles. The panels the chat fills never show Gradio's status tracker: the
 #: chat shows the progress, and a Stop racing the last update could flash "Error" on them.
 CSS = """
 .cw-card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px;
@@ -95,8 +98,8 @@ CSS = """
   white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
   height: auto !important; max-height: none !important; -webkit-line-clamp: unset !important;}
 #cw-paper .cw-card p {font-size: .95em;}
-#cw-sources [data-testid="status-tracker"],
-#cw-info [data-testid="status-tracker"] {display: none !important;}
+#cw-sources [data-testid="status-tracker"], #cw-info [data-testid="status-tracker"],
+#cw-markdown [data-testid="status-tracker"] {display: none !important;}
 """
 #: Page script: a click on a citation link ``#source-n`` scrolls to that card and highlights it.
 HEAD = """<script>
@@ -541,10 +544,19 @@ class ChatUI:
 
     def respond(self, message, history, k=None, mode=None,  # noqa: ANN001, ANN201
                 date_from="", date_to=""):
+        """``stream_chat`` without the Markdown: ``(reply, sources_html, info)``."""
+        with closing(self.stream_chat(message, history, k, mode, date_from, date_to)) as updates:
+            for reply, sources, info, _ in updates:
+                yield reply, sources, info
+
+    def stream_chat(self, message, history, k=None, mode=None,  # noqa: ANN001, ANN201
+                    date_from="", date_to=""):
         """Stream an answer to ``message`` after the conversation ``history``: yields
-        ``(reply, sources_html, info)``, the progress and the draft token by token, then the
-        verified answer in its place. A problem is a warning toast and a note in the reply;
-        the sources panel and the info keep what they showed (``gr.skip()``)."""
+        ``(reply, sources_html, info, markdown)``, the progress and the draft token by token,
+        then the verified answer in its place, with its source cards and, for the Copy as
+        Markdown button, the answer and its references as ``export.to_markdown`` writes them.
+        A problem is a warning toast and a note in the reply; the sources panel, the info and
+        the Markdown keep what they showed (``gr.skip()``)."""
         import gradio as gr
 
         skip = gr.skip()
@@ -555,29 +567,30 @@ class ChatUI:
                 started = time.monotonic()
                 while not self.ready.wait(self.tick):
                     yield (f"*Loading the search index ({int(time.monotonic() - started)} s)…*",
-                           skip, skip)
+                           skip, skip, skip)
             pipeline = self.view(n_papers, mode)
             progress = Progress(pipeline.generator)
             last = progress.render()
-            yield last, skip, skip
+            yield last, skip, skip, skip
             answer = None
             events = pipeline.stream(question, history=list(history or []), filters=filters)
             for event in pumped(events, self.tick):
                 if isinstance(event, Answer):
                     answer = event
-                    yield render_answer(answer), render_sources(answer), self.info()
+                    yield (render_answer(answer), render_sources(answer), self.info(),
+                           to_markdown(answer))
                     continue
                 if isinstance(event, (Status, Token)):
                     progress.update(event)
                 if (shown := progress.render()) != last:  # a tick with nothing new is silent
                     last = shown
-                    yield shown, skip, skip
+                    yield shown, skip, skip, skip
             if answer is None:
                 raise RuntimeError("the pipeline ended without an answer")
         except Exception as exc:
             problem = friendly_error(exc).message
             gr.Warning(problem)
-            yield f"⚠️ {md_text(html.unescape(problem))}", skip, skip
+            yield f"⚠️ {md_text(html.unescape(problem))}", skip, skip, skip
 
     def stopped(self, chat: list) -> list:
         """The conversation after Stop: the unfinished reply marked as stopped."""
@@ -690,6 +703,7 @@ def build_app(pipeline, ready: threading.Event | None = None) -> "gr.Blocks":  #
                     "and checked, or a plain *the papers don't say*.")
         cards = gr.HTML(EMPTY_SOURCES, elem_id="cw-sources", render=False)
         info = gr.Markdown("*Opening the index…*", elem_id="cw-info", render=False)
+        markdown = markdown_box()
         with gr.Tab("Chat"), gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 k = gr.Slider(1, 10, value=min(s.top_k, 10), step=1, label="Papers to retrieve",
@@ -708,16 +722,17 @@ def build_app(pipeline, ready: threading.Event | None = None) -> "gr.Blocks":  #
                                  placeholder="Ask a question about the papers…",
                                  elem_id="cw-question", lines=1, max_lines=6)
                 chat = gr.ChatInterface(
-                    ui.respond, chatbot=chatbot, textbox=box,
+                    ui.stream_chat, chatbot=chatbot, textbox=box,
                     additional_inputs=[k, mode, d_from, d_to],
                     additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
-                    additional_outputs=[cards, info], examples=[[q] for q in EXAMPLES],
+                    additional_outputs=[cards, info, markdown], examples=[[q] for q in EXAMPLES],
                     editable=True, save_history=True, validator=ui.validate, fill_height=False,
                     analytics_enabled=False, api_visibility="private", show_progress="hidden",
                 )
                 info.render()
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
+                copy_button(markdown)
                 cards.render()
         with gr.Tab("Papers"):
             query = gr.Textbox(label="Find papers", placeholder="Words in the title or abstract, "
@@ -740,7 +755,7 @@ def build_app(pipeline, ready: threading.Event | None = None) -> "gr.Blocks":  #
             box_.blur(_nothing, box_, None, validator=ui.validate_date, **private)
         box.stop(ui.stopped, chatbot, chatbot, queue=False, **private).then(
             lambda x: (x, x), chatbot, [chat.chatbot_state, chat.chatbot_value], queue=False, **private)
-        chatbot.clear(lambda: EMPTY_SOURCES, None, cards, queue=False, **private)
+        chatbot.clear(lambda: (EMPTY_SOURCES, cleared()), None, [cards, markdown], queue=False, **private)
         for trigger in (query.submit, find.click):
             trigger(ui.filter_papers, query, table, queue=False, **private)
         semantic.click(ui.search_papers, [query, mode], table, concurrency_id="search", **private)
@@ -748,6 +763,6 @@ def build_app(pipeline, ready: threading.Event | None = None) -> "gr.Blocks":  #
         gr.api(ui.ask, api_name="ask", concurrency_id="generate")
         demo.load(ui.info, None, info, queue=False, **private)  # the index opens after the page
         demo.load(ui.filter_papers, query, table, queue=False, **private)
-    _share_generation_slot(demo, ui.respond, "generate")
+    _share_generation_slot(demo, ui.stream_chat, "generate")
     demo.queue(default_concurrency_limit=1, max_size=32)
     return demo

@@ -56,13 +56,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(pipeline):  # noqa: ANN001, ANN201
-    from rag.ui import build_app, launch_options
+def serve(pipeline, auth: tuple[str, str] | None = None):  # noqa: ANN001, ANN201
+    """The app's own server for ``pipeline`` (``rag.webapp``: the chat, the papers and the
+    REST API on one port) on a free localhost port; ``.url``, ``.close()``."""
+    import threading
 
-    demo = build_app(pipeline)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
-                quiet=True, **launch_options())
-    return demo
+    from rag.webapp import start_server
+
+    ready = threading.Event()
+    ready.set()
+    return start_server(pipeline, ready, auth, "127.0.0.1", 0)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,7 @@ def live_app(seed_settings, seed_index, embedder):
                         embedder=embedder, index=seed_index)
     pipeline.warm_up()
     demo = serve(pipeline)
-    yield SimpleNamespace(url=demo.local_url, pipeline=pipeline)
+    yield SimpleNamespace(url=demo.url, pipeline=pipeline)
     demo.close()
 
 
@@ -92,7 +95,7 @@ def small_app(folder: Path, papers: list[dict], embedder):  # noqa: ANN001, ANN2
     ingest(settings, progress=False, embedder=embedder)
     pipeline = Pipeline(settings, generator=TransformersGenerator(settings), embedder=embedder)
     demo = serve(pipeline)
-    yield SimpleNamespace(url=demo.local_url, pipeline=pipeline)
+    yield SimpleNamespace(url=demo.url, pipeline=pipeline)
     demo.close()
 
 

@@ -5,12 +5,14 @@ at a chosen pace, and can pretend to be still loading or to write forever).
 
 Covers what a user sees: a bad question keeps the conversation and the text; citation links
 jump to their source card; every paper title links out; a Papers row opens its abstract;
-Stop stops the generation; Retry answers again; the model load counts its seconds. The same
-flows with the real model are in ``test_app_e2e.py``.
+Stop stops the generation; Retry answers again; the model load counts its seconds; Copy as
+Markdown puts the answer and its references on the clipboard, or in view where the browser
+refuses the clipboard. The same flows with the real model are in ``test_app_e2e.py``.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from types import SimpleNamespace
@@ -24,6 +26,21 @@ pytestmark = pytest.mark.browser
 
 QUESTION = "What CIFAR-10 test error rate did neural architecture search reach?"
 WAIT_MS = 60_000
+LINKED = [  # papers with their own links (the seed listings have none)
+    {"title": "Neural Architecture Search with Reinforcement Learning", "published": "2016-11-05",
+     "url": "https://arxiv.org/abs/1611.01578",
+     "abstract": "Neural networks are powerful and flexible models, yet still hard to design. We use a "
+                 "recurrent network to generate the model descriptions of neural networks and train "
+                 "it with reinforcement learning. Our CIFAR-10 model achieves a test error rate of "
+                 "3.65, which is 0.09 percent better and 1.05x faster than the previous "
+                 "state-of-the-art model."},
+    {"title": "Pointer Networks", "published": "2015-06-09", "url": "https://arxiv.org/abs/1506.03134",
+     "abstract": "We introduce a new neural architecture to learn the conditional probability of an "
+                 "output sequence with elements that are discrete tokens corresponding to positions "
+                 "in an input sequence. Pointer networks solve planar convex hulls and the planar "
+                 "Travelling Salesman Problem."},
+    {"title": "Gadget Graphs", "abstract": "We study gadget graphs. Gadget graphs have no widgets."},
+]
 
 
 class PacedGenerator(ExtractiveGenerator):
@@ -66,7 +83,26 @@ def app(seed_settings, seed_index, embedder):
     pipeline = Pipeline(seed_settings, generator=generator, embedder=embedder, index=seed_index)
     pipeline.warm_up(model=False)
     demo = serve(pipeline)
-    yield SimpleNamespace(url=demo.local_url, pipeline=pipeline, generator=generator)
+    yield SimpleNamespace(url=demo.url, pipeline=pipeline, generator=generator)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def linked_app(tmp_path_factory, embedder):
+    """The app on a tiny index of papers that carry their own links, with the paced generator."""
+    from rag.config import Settings
+    from rag.ingest import ingest
+    from rag.pipeline import Pipeline
+
+    folder = tmp_path_factory.mktemp("linked")
+    (folder / "papers.jsonl").write_text("".join(json.dumps(p) + "\n" for p in LINKED), encoding="utf-8")
+    settings = Settings(index_dir=folder / "index", corpus=[folder / "papers.jsonl"], top_k=3)
+    ingest(settings, progress=False, embedder=embedder)
+    generator = PacedGenerator()
+    pipeline = Pipeline(settings, generator=generator, embedder=embedder)
+    pipeline.warm_up(model=False)
+    demo = serve(pipeline)
+    yield SimpleNamespace(url=demo.url, pipeline=pipeline, generator=generator)
     demo.close()
 
 
@@ -221,3 +257,68 @@ def test_the_examples_and_the_chat_are_fully_visible(page):
     assert box[0] <= box[1] + 1 and box[2] <= box[3] + 1, box  # nothing cut off
     assert "what benefits were reported?" in example.inner_text()
     assert page.locator("#cw-chat [data-testid='block-label']").filter(visible=True).count() == 0
+
+
+def copied(page, button) -> str:  # noqa: ANN001
+    """Click Copy as Markdown: the clipboard's text once the button said it was copied."""
+    button.click()
+    page.wait_for_function("b => b.textContent.includes('Copied')", arg=button.element_handle(),
+                           timeout=5000)
+    return page.evaluate("navigator.clipboard.readText()")
+
+
+def test_copy_as_markdown_copies_the_answer_with_its_references(linked_app, page):
+    from rag.export import to_markdown
+    from rag.ui import parse_filters
+
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(linked_app.url, wait_until="load")
+    button = page.locator("#cw-copy")
+    assert button.inner_text() == "Copy as Markdown" and button.is_disabled()  # nothing to copy yet
+    linked_app.generator.reset()
+    submit(page, QUESTION)
+    answered(page)
+    answer = linked_app.pipeline.ask(QUESTION)
+    text = copied(page, button)
+    assert answer.outcome == "answered" and text == to_markdown(answer)
+    assert text.startswith(answer.text.strip() + "\n\n**References**\n\n1. ")
+    for citation in answer.citations:
+        paper = next(p for p in LINKED if p["title"] == citation.title)
+        assert f"[{paper['title']}]({paper['url']})" in text
+    page.wait_for_function("b => b.textContent.trim() === 'Copy as Markdown'", arg=button.element_handle(),
+                           timeout=5000)  # the confirmation lasts a moment
+    # Retry with papers up to 2016 only: the new answer, a refusal, is what is copied now
+    page.get_by_role("button", name="Settings").first.click()  # the footer has a Settings too
+    page.get_by_label("Published to").fill("2016-01-01")
+    page.locator("#cw-chat").get_by_role("button", name="Retry").last.click()
+    page.wait_for_function("""() => {
+        const last = [...document.querySelectorAll('#cw-chat .bot .message-content')].pop();
+        return last && last.textContent.includes('Closest papers found'); }""", timeout=WAIT_MS)
+    refusal = linked_app.pipeline.ask(QUESTION, filters=parse_filters("", "2016-01-01"))
+    text = copied(page, button)
+    assert refusal.outcome == "not_found" and text == to_markdown(refusal)
+    assert text.startswith(refusal.text.strip() + "\n\n**Closest papers found**\n\n1. ")
+    assert "[Pointer Networks](https://arxiv.org/abs/1506.03134)" in text
+    assert page.locator("#cw-markdown").is_hidden()  # the box is only for a refused clipboard
+
+
+def test_copy_as_markdown_shows_the_markdown_where_the_browser_refuses_the_clipboard(app, page):
+    from rag.export import to_markdown
+
+    # the app embedded in a page that does not let it use the clipboard
+    page.set_content(f"""<iframe src="{app.url}" allow="clipboard-write 'none'"
+                     style="width: 1260px; height: 1400px"></iframe>""")
+    frame = page.locator("iframe").element_handle().content_frame()
+    frame.locator("#cw-question textarea").wait_for()
+    submit(frame, QUESTION)
+    answered(frame)
+    button, box = frame.locator("#cw-copy"), frame.locator("#cw-markdown")
+    assert box.is_hidden()
+    button.click()
+    box.wait_for(state="visible", timeout=5000)
+    assert box.locator("textarea").input_value() == to_markdown(app.pipeline.ask(QUESTION))
+    frame.wait_for_function("""() => {  // selected, ready to copy by hand
+        const t = document.querySelector('#cw-markdown textarea');
+        return document.activeElement === t && t.selectionStart === 0 && t.selectionEnd === t.value.length;
+    }""", timeout=5000)
+    assert "did not allow copying" in box.inner_text() and "Copied" not in button.inner_text()

@@ -1,12 +1,12 @@
 """The app's handlers and renderers with a scripted pipeline: streaming, the three outcomes,
 citations linked to source cards, paper links, refusals, input checks, errors, escaping of
-hostile text, multi-turn history, loading states, stop, the Papers detail, the /ask API."""
+hostile text, multi-turn history, loading states, stop, Copy as Markdown, the Papers detail,
+the /ask API."""
 
 from __future__ import annotations
 
 import copy
 import html
-import importlib.util
 import logging
 import re
 import socket
@@ -14,13 +14,13 @@ import threading
 import time
 from dataclasses import replace
 from html.parser import HTMLParser
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from rag.config import Settings
 from rag.errors import QuestionError
+from rag.export import to_markdown
 from rag.prompts import REFUSAL, RELATED
 from rag.types import Answer, AnswerSentence, Citation, Paper, Source, Status, Token
 from rag.ui import (
@@ -500,6 +500,61 @@ def test_stop_marks_the_unfinished_reply():
     assert ui.stopped(chat[:1]) == chat[:1]
 
 
+# --- copy as markdown ----------------------------------------------------------------------------
+def test_the_answer_as_markdown_goes_with_its_source_cards(toasts):
+    linked = replace(ANSWER, sources=[SOURCES[0], replace(SOURCES[1], metadata={
+        **SOURCES[1].metadata, "url": "https://arxiv.org/abs/1611.01578"})])
+    for answer in (linked, RELATED_ANSWER, REFUSED):
+        ui = ChatUI(FakePipeline(answer))
+        updates = list(ui.stream_chat("NAS?", []))
+        assert [u[:3] for u in updates] == ask(ui, "NAS?")  # respond: the same, less the Markdown
+        *before, (_, cards, _, markdown) = updates
+        assert all(m == gr.skip() for *_, m in before)  # none while the cards wait
+        assert markdown == to_markdown(replace(answer, question="NAS?")) and "source-" in cards
+    assert markdown.startswith(REFUSAL)  # the last one: the refusal names the closest papers
+    assert f"**Closest papers found**\n\n1. {HOPFIELD} (2020-07-16)" in markdown
+    copied = to_markdown(linked)
+    assert copied.startswith(ANSWER.text + "\n\n**References**\n\n2. ")
+    assert f"[{NAS}](https://arxiv.org/abs/1611.01578) (2016-11-05)\n   > {NAS_EVIDENCE}" in copied
+    updates = list(ChatUI(FakePipeline(error=QuestionError("The history is odd."))).stream_chat("?", []))
+    assert updates and all(m == gr.skip() for *_, m in updates)  # a problem keeps the last answer's
+
+
+def test_the_chat_sends_a_real_answer_as_markdown(seed_settings, seed_index, embedder):
+    from fakes import ExtractiveGenerator
+    from rag.pipeline import Pipeline
+
+    question = "What CIFAR-10 test error rate did neural architecture search reach?"
+    pipeline = Pipeline(seed_settings, generator=ExtractiveGenerator(), embedder=embedder, index=seed_index)
+    *_, (reply, cards, _, markdown) = ChatUI(pipeline).stream_chat(question, [])
+    answer = pipeline.ask(question)
+    assert answer.outcome == "answered" and answer.citations and "3.65" in answer.text
+    assert markdown == to_markdown(answer)
+    assert markdown.startswith(answer.text.strip() + "\n\n**References**")
+    for citation in answer.citations:
+        assert f"{citation.number}. {citation.title}" in markdown
+        assert f'id="source-{citation.number}"' in cards
+        assert all(f"   > {' '.join(sentence.split())}" in markdown for sentence in citation.evidence)
+    assert plain(reply).startswith(answer.text)
+
+
+def test_the_copy_button_waits_for_an_answer_and_copies_in_the_page():
+    from rag.ui_copy import COPY_LABEL
+
+    demo = build_app(FakePipeline())
+    blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    button, box = blocks["cw-copy"], blocks["cw-markdown"]
+    assert (button.value, button.interactive, box.value, box.visible) == (COPY_LABEL, False, "", "hidden")
+    handlers = {fn.js: fn for fn in demo.fns.values() if fn.js and button in fn.outputs}
+    assert len(handlers) == 3 and all(fn.fn is None for fn in handlers.values())  # no server call
+    clicked = next(fn for js, fn in handlers.items() if "navigator.clipboard.writeText" in js)
+    assert [i._id for i in clicked.inputs] == [box._id]
+    clear = next(fn for fn in demo.fns.values() if fn.targets == [(blocks["cw-chat"]._id, "clear")]
+                 and blocks["cw-sources"] in fn.outputs)  # the chat interface has its own
+    assert clear.outputs[1] is box
+    assert clear.fn()[1] == {"__type__": "update", "value": "", "visible": "hidden"}
+
+
 def test_ask_returns_the_answer_dict():
     fake = FakePipeline()
     assert ChatUI(fake).ask("NAS?") == replace(ANSWER, question="NAS?").to_dict()
@@ -579,26 +634,20 @@ def test_the_chat_is_a_chat_interface_sharing_the_generation_slot_with_the_api()
     assert (box.submit_btn, box.stop_btn) == ("Ask", False)  # Stop shows while answering
     assert any(isinstance(b, gr.BrowserState) for b in demo.blocks.values())  # saved history
     respond = [fn for fn in demo.fns.values()
-               if getattr(getattr(fn.fn, "__wrapped__", None), "__name__", "") == "respond"]
+               if getattr(getattr(fn.fn, "__wrapped__", None), "__name__", "") == "stream_chat"]
     assert len(respond) >= 4  # submit, retry, edit, example (and the private chat endpoint)
     for fn in respond:
         settings = [blocks[name]._id for name in ("cw-k", "cw-mode", "cw-from", "cw-to")]
         assert [i._id for i in fn.inputs[2:]] == settings
-        assert [o.elem_id for o in fn.outputs[-2:]] == ["cw-sources", "cw-info"]
+        assert [o.elem_id for o in fn.outputs[-3:]] == ["cw-sources", "cw-info", "cw-markdown"]
         assert fn.concurrency_id == "generate"
     assert {fn.concurrency_id for fn in demo.fns.values() if fn.api_name == "ask"} == {"generate"}
 
 
-# --- app.py -----------------------------------------------------------------------------------
-def load_app_module():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("citewise_app", Path(__file__).parents[1] / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
+# --- the web app's start (rag/webapp.py, behind app.py and `citewise app`) ----------------------
 def test_app_requires_a_login_off_loopback(monkeypatch):
-    app = load_app_module()
+    from rag import webapp as app
+
     monkeypatch.delenv("CITEWISE_USER", raising=False)
     monkeypatch.delenv("CITEWISE_PASSWORD", raising=False)
     assert app.parse_args([]).host == "127.0.0.1" and not app.parse_args([]).share
