@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .compute_thread import run_on_compute_thread
-from .config import PROJECT_ROOT, Settings
+from .config import IS_CHECKOUT, PROJECT_ROOT, QUESTIONS, Settings
 
-QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
 #: Asked by the cold-start figures (a fresh ``ask``, the app's ``/ask``): the README's example.
 COLD_QUESTION = "What is a pointer network?"
 
@@ -345,7 +344,8 @@ def bench_app(settings: Settings, timeout: float = 300, question: str | None = C
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port),
+    start = [str(PROJECT_ROOT / "app.py")] if IS_CHECKOUT else ["-m", "rag", "app"]
+    proc = subprocess.Popen([sys.executable, *start, "--port", str(port),
                              "--index-dir", str(settings.index_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ready: dict[str, float] = {}

@@ -1,4 +1,4 @@
-"""Command line: ``python -m rag ingest|search|papers|sources|ask ...``.
+"""Command line: ``citewise ingest|search|papers|sources|ask|app ...`` (or ``python -m rag ...``).
 
 Every command turns a ``RagError`` into one clear line on stderr and exit code 1; heavy
 libraries load only inside the command that needs them, so ``--help`` is instant.
@@ -25,7 +25,9 @@ app = typer.Typer(
 )
 
 IndexDir = Annotated[
-    Optional[Path], typer.Option("--index-dir", help="Index folder (default: ./index).")
+    Optional[Path],
+    typer.Option("--index-dir", help="Index folder (default: ./index in a checkout, else citewise/index in "
+                 "the user data folder)."),
 ]
 K = Annotated[Optional[int], typer.Option("-k", "--top-k", help="Papers to retrieve.")]
 def _quiet_json(as_json: bool) -> bool:
@@ -310,7 +312,7 @@ def eval_(
     as_json: AsJson = False,
 ) -> None:
     """Evaluate answers on the question set: retrieval, citations, faithfulness, refusals."""
-    from .config import PROJECT_ROOT
+    from .config import QUESTIONS, WORK_DIR
     from .errors import ConfigError
     from .evaluate import compare_runs, run_eval
     from .metrics import DEFINITIONS, format_value
@@ -321,8 +323,8 @@ def eval_(
         typer.echo(compare_runs(*compare))
         return
     settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode, model=model)
-    out = out or default_run_dir(PROJECT_ROOT, limit=limit, questions=questions, withheld=withheld)
-    result = run_eval(settings, questions or PROJECT_ROOT / "eval" / "questions.jsonl", out, limit=limit,
+    out = out or default_run_dir(WORK_DIR, limit=limit, questions=questions, withheld=withheld)
+    result = run_eval(settings, questions or QUESTIONS, out, limit=limit,
                       system=system, judge=judge, progress=not (quiet or as_json), baseline_dir=baseline_dir,
                       split=split, judge_model=judge_model, withheld_gold=withheld)
     if as_json:
@@ -361,14 +363,14 @@ def eval_judge(
     as_json: AsJson = False,
 ) -> None:
     """Measure the evaluation's judge against hand-labelled (question, claim, evidence) pairs."""
-    from .config import PROJECT_ROOT
+    from .config import JUDGE_PAIRS, REPORTS_DIR
     from .evaluate import make_judge
     from .judge_check import check_judge, format_report, load_pairs
     from .pipeline import Pipeline
     from .store import portable_path
 
-    pairs = pairs or PROJECT_ROOT / "eval" / "judge_pairs.jsonl"
-    out = out or PROJECT_ROOT / "eval" / "reports" / "judge"
+    pairs = pairs or JUDGE_PAIRS
+    out = out or REPORTS_DIR / "judge"
     result = check_judge(load_pairs(pairs), make_judge(judge, Pipeline(settings_from()), judge_model),
                          progress=not as_json)
     out.mkdir(parents=True, exist_ok=True)
@@ -391,15 +393,14 @@ def calibrate_(
 ) -> None:
     """Fit the answer-or-refuse classifier for a model on the dev split (cross-validated)."""
     from .calibrate import calibrate, refit
-    from .config import PROJECT_ROOT
+    from .config import QUESTIONS, REPORTS_DIR
 
     settings = settings_from(index_dir=index_dir, model=model)
     if refit_rows:
         rows = [json.loads(line) for line in refit_rows.read_text(encoding="utf-8").splitlines() if line.strip()]
         result = refit(rows, settings.model, max_false_refusals)
     else:
-        result = calibrate(settings, questions or PROJECT_ROOT / "eval" / "questions.jsonl",
-                           PROJECT_ROOT / "eval" / "reports" / "calibration", max_false_refusals,
+        result = calibrate(settings, questions or QUESTIONS, REPORTS_DIR / "calibration", max_false_refusals,
                            progress=not as_json)
     typer.echo(json.dumps(result, indent=2) if as_json else
                "\n".join(f"{k}: {v}" for k, v in result.items()))
@@ -414,11 +415,11 @@ def eval_retrieval(
     index_dir: IndexDir = None,
 ) -> None:
     """Score retrieval alone (no model): recall@k and MRR for dense, BM25 and hybrid."""
-    from .config import PROJECT_ROOT
+    from .config import QUESTIONS
     from .evaluate import format_retrieval, retrieval_eval
 
     settings = settings_from(index_dir=index_dir)
-    result = retrieval_eval(settings, questions or PROJECT_ROOT / "eval" / "questions.jsonl", k=k)
+    result = retrieval_eval(settings, questions or QUESTIONS, k=k)
     typer.echo(json.dumps(result, indent=2) if as_json else format_retrieval(result))
 
 
@@ -442,6 +443,16 @@ def bench(
     typer.echo(json.dumps(results))
 
 
+@app.command("app", add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def app_command(ctx: typer.Context) -> None:
+    """Serve the web app: the chat, the papers and the REST API on one port (options:
+    citewise app --help)."""
+    from .webapp import main as serve_app
+
+    raise typer.Exit(code=serve_app(ctx.args))
+
+
 @app.command("serve-model")
 @guarded
 def serve_model(
@@ -458,6 +469,20 @@ def serve_model(
 
     serve(settings_from(model=model, device=device), host=host, port=port,
           echo=lambda m: typer.echo(m, err=True), no_auth=no_auth)
+
+
+@app.command("mcp")
+@guarded
+def mcp_(
+    model: Annotated[Optional[str], typer.Option("--model", help="Generator model (bundled name, HF id, folder or .gguf).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.")] = None,
+    index_dir: IndexDir = None,
+) -> None:
+    """Serve the index to an MCP client over stdio: tools search_papers and ask, the papers as
+    citewise://papers resources (stdout carries only the protocol; logs go to stderr)."""
+    from .mcp_server import serve
+
+    serve(settings_from(index_dir=index_dir, model=model, device=device))
 
 
 def format_answer(answer) -> str:  # noqa: ANN001

