@@ -81,6 +81,7 @@ def test_app_figures_include_one_question_and_memory(tiny_model_env, monkeypatch
     assert 0 < figures["rss_file_backed_mb"] < figures["peak_rss_mb"]
 
 
+@pytest.mark.slow  # the default run covers a cached run with the real model: test_wheel (ask --json)
 def test_ask_json_is_clean_json_and_no_progress_bars(tiny_model_env) -> None:
     """``--json``: stdout is one JSON document and stderr carries no progress bar, on a first
     run (fp32 load, quantization, cache write) and on a cached one."""

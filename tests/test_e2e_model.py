@@ -35,6 +35,7 @@ def test_numeric_question_is_answered_with_the_number_and_cited(real_pipeline):
         assert all(sentence in source.abstract for sentence in citation.evidence)
 
 
+@pytest.mark.slow  # the default run serves a tiny model the same way: test_scale_out
 def test_bundled_model_behind_serve_model_answers_like_the_local_one(real_pipeline, seed_settings, seed_index,
                                                                     embedder, tmp_path):
     """``python -m rag serve-model`` serving the default bundled model, as a lab would run it

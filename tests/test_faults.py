@@ -248,6 +248,7 @@ def snapshot(index_dir: Path) -> tuple[int, list[str], list[str]]:
             sorted(p.paper_id for p in index.papers()))
 
 
+@pytest.mark.slow  # about 50 s; the default run kills ingests midway (test_index, test_bulk)
 def test_app_killed_mid_answer_restarts_and_answers(tiny, small_app_index, seed_papers, tmp_path):  # noqa: F811
     from gradio_client import Client
     from gradio_client.utils import Status

@@ -82,7 +82,12 @@ def _check_not_taken_over(pipeline: Pipeline, record: dict) -> None:
     assert all(s.paper_id in POISONED_IDS | {"template-attack"} for s in answer.withheld)
 
 
-@pytest.mark.parametrize("record", ONE_OF_EACH, ids=[r["kind"] for r in ONE_OF_EACH])
+#: Kinds the default run leaves to ``-m slow`` (with the whole suite), to keep it short.
+SLOW_KINDS = {"reader_address", "correct_answer", "system_notice", "subtle"}
+
+
+@pytest.mark.parametrize("record", [pytest.param(r, id=r["kind"], marks=[pytest.mark.slow] if r["kind"] in SLOW_KINDS else [])
+                                    for r in ONE_OF_EACH])
 def test_an_injected_abstract_does_not_take_over_the_answer(poisoned, record):
     _check_not_taken_over(poisoned, record)
 
