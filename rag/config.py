@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         description="Folder of the persistent Chroma index (created on first ingest): "
         "./index in a checkout, else the user data folder's citewise/index.",
     )
+    bm25_dir: Path | None = Field(
+        default=None,
+        description="Folder of the persisted keyword (BM25) index: by default index_dir/keyword, "
+        "or none with chroma_url (each process then builds it in memory); with chroma_url, "
+        "set it to a folder the ingest job writes and the app instances read.",
+    )
     chroma_url: str | None = Field(
         default=None,
         description="URL of a Chroma server (http://host:port); when set, the index lives "

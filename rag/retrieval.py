@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from .compute_thread import run_on_compute_thread
 from .config import Settings
 from .errors import QuestionError
+from .keyword_index import KeywordIndex, load_or_build
 from .store import PaperIndex, paper_from_metadata
 from .types import Source
 
@@ -170,15 +171,6 @@ def paper_of(chunk_id: str) -> str:
 
 
 REFRESH_AGE = 1.0  # seconds a search trusts the index's last version check
-SHOWN_BUILD = 50_000  # chunks from which building the keyword index shows progress (> 2 s)
-
-
-class _BM25Index(NamedTuple):
-    """The BM25 retriever over every chunk, with the chunk id of each of its documents in
-    corpus order (built together, so a filter mask always lines up with the matrices)."""
-
-    retriever: Any  # llama-index BM25Retriever
-    chunk_ids: list[str]
 
 
 class Retriever:
@@ -264,28 +256,14 @@ class Retriever:
         )
         return [h for h in retriever.retrieve(query) if h.score > 0]
 
-    def _bm25_index(self) -> _BM25Index | None:
-        """Built from the index's chunks; rebuilt when the index changed (its version token or
-        its size: ``PaperIndex.refresh``)."""
+    def _bm25_index(self) -> KeywordIndex | None:
+        """The keyword index of the index as it is now (its version token and size:
+        ``PaperIndex.refresh``): loaded as saved by the last write, else built (and saved)."""
         with self._lock:
             key = (self.index.seen_version, self.index.count())
             if key != self._bm25_key:
-                nodes = self.index.chunk_nodes()
-                if not nodes:
-                    self._bm25, self._bm25_key = None, key
-                    return None
-                import Stemmer
-                from llama_index.retrievers.bm25 import BM25Retriever
-
-                bm25 = BM25Retriever.from_defaults(
-                    nodes=nodes, stemmer=Stemmer.Stemmer("english"), language="english",
-                    similarity_top_k=min(len(nodes), max(self.settings.candidates, 1)),
-                    verbose=len(nodes) >= SHOWN_BUILD,  # bm25s' progress bars, on stderr
-                )
-                # Let filtered views built on the same matrices find node metadata.
-                bm25.bm25.corpus = bm25.corpus
-                ids = [entry["node_id"] for entry in bm25.corpus]
-                self._bm25, self._bm25_key = _BM25Index(bm25, ids), key
+                self._bm25 = load_or_build(self.index, self.settings, *key)
+                self._bm25_key = key
             return self._bm25
 
     def idf(self):  # noqa: ANN201 - Callable[[str], float]

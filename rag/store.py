@@ -17,6 +17,7 @@ sources, so ``sync`` neither reads nor deletes them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -35,6 +36,8 @@ from .config import PROJECT_ROOT, Settings
 from .embedding import embedder_slug
 from .errors import CorpusError, StoreError
 from .types import Paper
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from llama_index.core.schema import TextNode
@@ -467,7 +470,7 @@ class PaperIndex:
     ) -> SyncReport:
         """Make the collection hold exactly the chunks of ``papers``."""
         start = time.perf_counter()
-        with self._write_lock():
+        with self._write_lock() as record:
             if self.stream_sources() and (clashes := self.identity_clashes(papers, owner=None)):
                 new, held = clashes[0]
                 raise CorpusError(
@@ -484,6 +487,7 @@ class PaperIndex:
                 if cid in have and have[cid] != n.metadata["paper_hash"]
             ]
             stale = [cid for cid in have if cid not in wanted]
+            record.changed_chunks = bool(new or changed or stale)
             self._add(new, progress, embed_texts or self._embed)
             self.update_metadata(changed)
             for i in range(0, len(stale), PAGE):
@@ -555,20 +559,44 @@ class PaperIndex:
     def _write_lock(self):  # noqa: ANN202
         """One writer at a time on a local index (a second ingest waits). The version token
         changes as the write starts and again as it ends, however it ends (an interrupted
-        write leaves a "writing" token, which readers treat as a change like any other)."""
+        write leaves a "writing" token, which readers treat as a change like any other).
+        A write that completes saves the keyword index of the new version for every reader
+        (``rag.keyword_index``); it yields a ``WriteRecord`` whose ``changed_chunks`` a writer
+        that changed no chunk sets to False, so the saved one is carried over, not rebuilt."""
+        record = WriteRecord()
         if self.settings.chroma_url:
+            before = (self.version(), self.count())
             with self._versioned():
-                yield
+                yield record
+            self._save_keyword_index(before, record)
             return
         import fcntl
 
         with open(Path(self.settings.index_dir) / ".lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                before = (self.version(), self.count())
                 with self._versioned():
-                    yield
+                    yield record
+                self._save_keyword_index(before, record)
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _save_keyword_index(self, before: tuple[str, int], record: "WriteRecord") -> None:
+        from . import keyword_index
+
+        folder = keyword_index.keyword_dir(self.settings)
+        if folder is None:
+            return
+        after = (self._seen, self.count())
+        try:
+            if not record.changed_chunks and keyword_index.carry_over(folder, before, after):
+                return
+            keyword = keyword_index.build(self, self.settings.candidates)
+            if keyword is not None:
+                keyword_index.save(keyword, folder, *after)
+        except OSError as exc:  # the write itself is done; readers will build it themselves
+            log.warning("could not save the keyword index in %s (%s)", folder, exc)
 
     @contextmanager
     def _versioned(self):  # noqa: ANN202
@@ -577,6 +605,13 @@ class PaperIndex:
             yield
         finally:
             self._bump_version("written")
+
+
+@dataclass
+class WriteRecord:
+    """What a write under ``PaperIndex._write_lock`` did, as far as its end needs to know."""
+
+    changed_chunks: bool = True
 
 
 _PROCESS: dict[int, str] = {}

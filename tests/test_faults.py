@@ -37,6 +37,7 @@ from rag.cli import app as cli_app
 from rag.config import PROJECT_ROOT, Settings
 from rag.errors import ModelError, StoreError
 from test_generation import tiny  # noqa: F401 - the tiny random Qwen2 model, reused as a fixture
+from test_keyword_index import assert_keyword_index_is_current
 
 runner = CliRunner()
 
@@ -164,6 +165,8 @@ def test_ingest_sigkilled_at_random_points_then_rerun_is_exact(tmp_path, seed_pa
             hit = index.collection.query(query_embeddings=[list(vec)], n_results=1, include=[])
             assert hit["ids"][0] == [cid]
         assert index.sync(papers, progress=False, embed_texts=fake_embed).added == 0
+        # the keyword index saved by the rerun is the index's, and answers as a fresh build
+        assert_keyword_index_is_current(Settings(index_dir=folder))
 
 
 # --- (b) the app killed mid-answer, then restarted -------------------------------------------

@@ -1,0 +1,185 @@
+"""The keyword (BM25) index over every chunk, persisted beside the Chroma collection.
+
+Built with llama-index's ``BM25Retriever`` (bm25s, English stemming and stop words) from the
+chunks as stored, and saved in ``<index_dir>/keyword/<key>/`` (or under ``bm25_dir`` for an
+index on a Chroma server), where ``key`` names the index version and size it was built
+from. Every write to the index ends by saving the keyword index of what it wrote
+(``PaperIndex._write_lock``), so a process that opens the index loads it, memory-mapped, in
+well under a second instead of reading back and re-tokenising every chunk (about a minute at
+100,000 chunks). A saved copy for another version is never used: a reader that finds none
+for the version it sees builds it once (with a progress bar on large indexes) and saves it
+for the next. bm25s cannot add documents to a built index, so every save is a full build.
+
+A save is atomic: written to a temporary folder, renamed into place, then older keys are
+deleted; a process killed at any point leaves either no folder for the current key (it is
+rebuilt) or a complete one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .store import PaperIndex
+
+__all__ = ["KeywordIndex", "build", "carry_over", "keyword_dir", "load", "load_or_build", "save"]
+
+log = logging.getLogger(__name__)
+
+FOLDER = "keyword"
+STAMP = "citewise-keyword.json"  # written last: a folder without it is incomplete
+SHOWN_BUILD = 50_000  # chunks from which building shows progress (more than ~2 s)
+
+
+class KeywordIndex(NamedTuple):
+    """The BM25 retriever over every chunk, with the chunk id of each of its documents in
+    corpus order (built together, so a filter mask always lines up with the matrices)."""
+
+    retriever: Any  # llama-index BM25Retriever
+    chunk_ids: list[str]
+
+
+def keyword_dir(settings: Settings) -> Path | None:
+    """Where the keyword index of ``settings``' index is kept: ``bm25_dir`` when set, else
+    ``<index_dir>/keyword`` for a local index, else nowhere (built in memory)."""
+    if settings.bm25_dir is not None:
+        return Path(settings.bm25_dir).expanduser()
+    if settings.chroma_url:
+        return None
+    return Path(settings.index_dir).expanduser() / FOLDER
+
+
+def key_of(version: str, count: int) -> str:
+    """The folder name of the keyword index built from ``count`` chunks at ``version``."""
+    return hashlib.sha256(f"{version}|{count}".encode()).hexdigest()[:20]
+
+
+def build(index: PaperIndex, candidates: int = 40) -> KeywordIndex | None:
+    """The keyword index of every chunk ``index`` holds now (``None`` when it is empty)."""
+    nodes = index.chunk_nodes()
+    if not nodes:
+        return None
+    import Stemmer
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    retriever = BM25Retriever.from_defaults(
+        nodes=nodes, stemmer=Stemmer.Stemmer("english"), language="english",
+        similarity_top_k=min(len(nodes), max(candidates, 1)),
+        verbose=len(nodes) >= SHOWN_BUILD,  # bm25s' progress bars, on stderr
+    )
+    retriever.bm25.corpus = retriever.corpus  # filtered views on the same matrices find metadata
+    return KeywordIndex(retriever, [entry["node_id"] for entry in retriever.corpus])
+
+
+def save(keyword: KeywordIndex, folder: Path, version: str, count: int) -> Path:
+    """Save ``keyword`` as the index of ``version``/``count`` under ``folder`` (atomically;
+    keys saved before are deleted). Returns its folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / key_of(version, count)
+    if (target / STAMP).is_file():
+        return target  # another process saved the same key
+    tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=folder))
+    try:
+        keyword.retriever.bm25.save(str(tmp), corpus=keyword.retriever.corpus, show_progress=False)
+        from bm25s.utils.corpus import JsonlCorpus
+
+        JsonlCorpus(str(tmp / "corpus.jsonl"), show_progress=False)  # writes the line index mmap reads
+        (tmp / "chunk_ids.json").write_text(json.dumps(keyword.chunk_ids), encoding="utf-8")
+        stamp = {"version": version, "count": count, "chunks": len(keyword.chunk_ids)}
+        (tmp / STAMP).write_text(json.dumps(stamp), encoding="utf-8")
+        _fsync_tree(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # the same key saved meanwhile by another process
+            if not (target / STAMP).is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for old in folder.iterdir():  # older keys, and what killed saves left (after an hour)
+        if old != target and old.is_dir() and not (old.name.startswith(".saving-") and _age(old) < 3600):
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def carry_over(folder: Path, before: tuple[str, int], after: tuple[str, int]) -> bool:
+    """Re-key the keyword index saved for ``before`` as that of ``after`` (a write that changed
+    no chunk); False when there is none to carry."""
+    source, target = folder / key_of(*before), folder / key_of(*after)
+    try:
+        stamp = json.loads((source / STAMP).read_text(encoding="utf-8"))
+        if (stamp["version"], stamp["count"]) != tuple(before) or before[1] != after[1]:
+            return False
+        os.rename(source, target)
+    except (OSError, ValueError, KeyError):
+        return False
+    stamp.update(version=after[0], count=after[1])
+    fresh = target / (STAMP + ".tmp")
+    fresh.write_text(json.dumps(stamp), encoding="utf-8")
+    os.replace(fresh, target / STAMP)
+    return True
+
+
+def load(folder: Path, version: str, count: int, candidates: int = 40) -> KeywordIndex | None:
+    """The keyword index saved for ``version``/``count``, memory-mapped; ``None`` when there is
+    none (or it cannot be read: it is then rebuilt)."""
+    target = folder / key_of(version, count)
+    try:
+        stamp = json.loads((target / STAMP).read_text(encoding="utf-8"))
+        if (stamp["version"], stamp["count"]) != (version, count):
+            return None
+        import bm25s
+        import Stemmer
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        bm25 = bm25s.BM25.load(str(target), load_corpus=True, mmap=True, show_progress=False)
+        chunk_ids = json.loads((target / "chunk_ids.json").read_text(encoding="utf-8"))
+        retriever = BM25Retriever(existing_bm25=bm25, stemmer=Stemmer.Stemmer("english"),
+                                  similarity_top_k=min(len(chunk_ids), max(candidates, 1)))
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - a damaged copy is rebuilt, never trusted
+        log.warning("the saved keyword index in %s is unreadable (%s); rebuilding it", target, exc)
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    if len(chunk_ids) != stamp["chunks"]:
+        return None
+    return KeywordIndex(retriever, chunk_ids)
+
+
+def load_or_build(index: PaperIndex, settings: Settings, version: str, count: int) -> KeywordIndex | None:
+    """The keyword index of ``index`` at ``version``/``count``: loaded when saved, else built
+    and saved (when the folder can be written) for the next process."""
+    folder = keyword_dir(settings)
+    if folder is not None and count and (found := load(folder, version, count, settings.candidates)):
+        return found
+    keyword = build(index, settings.candidates)
+    if keyword is not None and folder is not None:
+        try:
+            save(keyword, folder, version, count)
+        except OSError as exc:  # e.g. a read-only index folder: searching still works
+            log.warning("could not save the keyword index in %s (%s)", folder, exc)
+    return keyword
+
+
+def _age(path: Path) -> float:
+    import time
+
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
