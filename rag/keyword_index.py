@@ -1,11 +1,12 @@
 """The keyword (BM25) index over every chunk, persisted beside the Chroma collection.
 
 Built with llama-index's ``BM25Retriever`` (bm25s, English stemming and stop words) from the
-chunks as stored, and saved in ``<index_dir>/keyword/<key>/`` (or under ``bm25_dir`` for an
-index on a Chroma server), where ``key`` names the index version and size it was built
-from. Every write to the index ends by saving the keyword index of what it wrote
-(``PaperIndex._write_lock``), so a process that opens the index loads it, memory-mapped, in
-well under a second instead of reading back and re-tokenising every chunk (about a minute at
+chunks as stored, searched with bm25s alone (a search imports no llama-index), and saved in
+``<index_dir>/keyword/<key>/`` (or under ``bm25_dir`` for an index on a Chroma server), where
+``key`` names the index version and size it was built from: the BM25 matrices and the chunk
+ids, not the chunks' text. Every write to the index ends by saving the keyword index of what
+it wrote (``PaperIndex._write_lock``), so a process that opens the index loads it,
+memory-mapped, instead of reading back and re-tokenising every chunk (about a minute at
 100,000 chunks). A saved copy for another version is never used: a reader that finds none
 for the version it sees builds it once (with a progress bar on large indexes) and saves it
 for the next. bm25s cannot add documents to a built index, so every save is a full build.
@@ -39,12 +40,36 @@ STAMP = "citewise-keyword.json"  # written last: a folder without it is incomple
 SHOWN_BUILD = 50_000  # chunks from which building shows progress (more than ~2 s)
 
 
-class KeywordIndex(NamedTuple):
-    """The BM25 retriever over every chunk, with the chunk id of each of its documents in
-    corpus order (built together, so a filter mask always lines up with the matrices)."""
+#: How llama-index's ``BM25Retriever`` splits a query into words (its default), kept here
+#: so that a search needs only bm25s and the stemmer, not llama-index.
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 
-    retriever: Any  # llama-index BM25Retriever
+
+class KeywordIndex(NamedTuple):
+    """The BM25 matrices over every chunk (``bm25s.BM25``), with the chunk id of each of its
+    documents in order (built together, so a filter mask always lines up with the matrices)."""
+
+    bm25: Any  # bm25s.BM25
     chunk_ids: list[str]
+
+    def search(self, query: str, n: int, mask: list[int] | None = None) -> list[tuple[str, float]]:
+        """``(chunk id, BM25 score)`` of the ``n`` best chunks with a positive score, best
+        first; ``mask`` (1 per chunk allowed, 0 otherwise) restricts them. The query is
+        tokenised and scored as llama-index's ``BM25Retriever`` does."""
+        import bm25s
+        import numpy as np
+
+        tokens = bm25s.tokenize(query, stemmer=_stemmer(), token_pattern=TOKEN_PATTERN, show_progress=False)
+        k = max(1, min(n, len(self.chunk_ids)))
+        weights = np.array(mask) if mask else None
+        indexes, scores = self.bm25.retrieve(tokens, k=k, show_progress=False, weight_mask=weights)
+        return [(self.chunk_ids[int(i)], float(s)) for i, s in zip(indexes[0], scores[0]) if s > 0]
+
+
+def _stemmer():  # noqa: ANN202 - Stemmer.Stemmer
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
 
 
 def keyword_dir(settings: Settings) -> Path | None:
@@ -62,21 +87,21 @@ def key_of(version: str, count: int) -> str:
     return hashlib.sha256(f"{version}|{count}".encode()).hexdigest()[:20]
 
 
-def build(index: PaperIndex, candidates: int = 40) -> KeywordIndex | None:
-    """The keyword index of every chunk ``index`` holds now (``None`` when it is empty)."""
+def build(index: PaperIndex) -> KeywordIndex | None:
+    """The keyword index of every chunk ``index`` holds now (``None`` when it is empty),
+    tokenised by llama-index's ``BM25Retriever`` (English stop words and stemming)."""
     nodes = index.chunk_nodes()
     if not nodes:
         return None
-    import Stemmer
     from llama_index.retrievers.bm25 import BM25Retriever
 
+    from .models import is_quiet
+
     retriever = BM25Retriever.from_defaults(
-        nodes=nodes, stemmer=Stemmer.Stemmer("english"), language="english",
-        similarity_top_k=min(len(nodes), max(candidates, 1)),
-        verbose=len(nodes) >= SHOWN_BUILD,  # bm25s' progress bars, on stderr
-    )
-    retriever.bm25.corpus = retriever.corpus  # filtered views on the same matrices find metadata
-    return KeywordIndex(retriever, [entry["node_id"] for entry in retriever.corpus])
+        nodes=nodes, stemmer=_stemmer(), language="english", token_pattern=TOKEN_PATTERN,
+        similarity_top_k=len(nodes), verbose=len(nodes) >= SHOWN_BUILD and not is_quiet(),
+    )  # bm25s' progress bars, on stderr, for large indexes
+    return KeywordIndex(retriever.bm25, [node.node_id for node in nodes])
 
 
 def save(keyword: KeywordIndex, folder: Path, version: str, count: int) -> Path:
@@ -88,10 +113,7 @@ def save(keyword: KeywordIndex, folder: Path, version: str, count: int) -> Path:
         return target  # another process saved the same key
     tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=folder))
     try:
-        keyword.retriever.bm25.save(str(tmp), corpus=keyword.retriever.corpus, show_progress=False)
-        from bm25s.utils.corpus import JsonlCorpus
-
-        JsonlCorpus(str(tmp / "corpus.jsonl"), show_progress=False)  # writes the line index mmap reads
+        keyword.bm25.save(str(tmp), show_progress=False)
         (tmp / "chunk_ids.json").write_text(json.dumps(keyword.chunk_ids), encoding="utf-8")
         stamp = {"version": version, "count": count, "chunks": len(keyword.chunk_ids)}
         (tmp / STAMP).write_text(json.dumps(stamp), encoding="utf-8")
@@ -128,40 +150,36 @@ def carry_over(folder: Path, before: tuple[str, int], after: tuple[str, int]) ->
     return True
 
 
-def load(folder: Path, version: str, count: int, candidates: int = 40) -> KeywordIndex | None:
+def load(folder: Path, version: str, count: int) -> KeywordIndex | None:
     """The keyword index saved for ``version``/``count``, memory-mapped; ``None`` when there is
-    none (or it cannot be read: it is then rebuilt)."""
+    none (or it cannot be read: it is then deleted, to be rebuilt)."""
     target = folder / key_of(version, count)
     try:
         stamp = json.loads((target / STAMP).read_text(encoding="utf-8"))
         if (stamp["version"], stamp["count"]) != (version, count):
             return None
         import bm25s
-        import Stemmer
-        from llama_index.retrievers.bm25 import BM25Retriever
 
-        bm25 = bm25s.BM25.load(str(target), load_corpus=True, mmap=True, show_progress=False)
+        bm25 = bm25s.BM25.load(str(target), mmap=True, show_progress=False)
         chunk_ids = json.loads((target / "chunk_ids.json").read_text(encoding="utf-8"))
-        retriever = BM25Retriever(existing_bm25=bm25, stemmer=Stemmer.Stemmer("english"),
-                                  similarity_top_k=min(len(chunk_ids), max(candidates, 1)))
+        if len(chunk_ids) != stamp["chunks"] or int(bm25.scores["num_docs"]) != len(chunk_ids):
+            raise ValueError(f"{len(chunk_ids)} chunk ids for {stamp['chunks']} chunks")
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - a damaged copy is rebuilt, never trusted
         log.warning("the saved keyword index in %s is unreadable (%s); rebuilding it", target, exc)
         shutil.rmtree(target, ignore_errors=True)
         return None
-    if len(chunk_ids) != stamp["chunks"]:
-        return None
-    return KeywordIndex(retriever, chunk_ids)
+    return KeywordIndex(bm25, chunk_ids)
 
 
 def load_or_build(index: PaperIndex, settings: Settings, version: str, count: int) -> KeywordIndex | None:
     """The keyword index of ``index`` at ``version``/``count``: loaded when saved, else built
     and saved (when the folder can be written) for the next process."""
     folder = keyword_dir(settings)
-    if folder is not None and count and (found := load(folder, version, count, settings.candidates)):
+    if folder is not None and count and (found := load(folder, version, count)):
         return found
-    keyword = build(index, settings.candidates)
+    keyword = build(index)
     if keyword is not None and folder is not None:
         try:
             save(keyword, folder, version, count)

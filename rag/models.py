@@ -95,6 +95,11 @@ def set_quiet(quiet: bool = True) -> None:
         quiet_libraries()
 
 
+def is_quiet() -> bool:
+    """Whether progress bars are off (``set_quiet``), for steps that drive another library's."""
+    return _quiet
+
+
 def quiet_libraries() -> None:
     """Apply the quiet flag to transformers' and huggingface_hub's bars (imports both)."""
     global _libraries_quieted

@@ -106,6 +106,8 @@ class Filters:
 
     def to_chroma(self) -> dict | None:
         """The same restrictions as a Chroma ``where`` clause (``None`` when empty)."""
+        if self.is_empty():  # the common case imports no llama-index
+            return None
         from .store import chroma_where
 
         return chroma_where(self.to_llama())
@@ -234,27 +236,19 @@ class Retriever:
         # Cosine space: distance = 1 - cosine similarity.
         return [(cid, 1.0 - float(d)) for cid, d in zip(result["ids"][0], result["distances"][0])]
 
-    def bm25(self, query: str, n: int, filters: Filters):  # noqa: ANN201
-        from llama_index.retrievers.bm25 import BM25Retriever
-
+    def bm25(self, query: str, n: int, filters: Filters) -> list[tuple[str, float]]:
+        """``(chunk id, BM25 score)`` of the ``n`` best chunks with a positive score, best
+        first; with filters, the scores are masked to the chunks Chroma lets through."""
         keyword = self._bm25_index()
         if keyword is None:
             return []
-        # A view per call sharing the BM25 matrices: its own top-k (the shared retriever is
-        # never mutated, so concurrent or earlier searches with another n cannot leak into
-        # this one) and, with filters, scores masked to the chunks Chroma lets through.
         mask = None
         if not filters.is_empty():
             allowed = set(self.index.chunk_ids(filters.to_chroma()))
             mask = [int(cid in allowed) for cid in keyword.chunk_ids]
             if not any(mask):
                 return []
-        base = keyword.retriever
-        retriever = BM25Retriever(
-            existing_bm25=base.bm25, stemmer=base.stemmer, corpus_weight_mask=mask,
-            similarity_top_k=max(1, min(n, len(keyword.chunk_ids))),
-        )
-        return [h for h in retriever.retrieve(query) if h.score > 0]
+        return keyword.search(query, n, mask)
 
     def _bm25_index(self) -> KeywordIndex | None:
         """The keyword index of the index as it is now (its version token and size:
@@ -274,7 +268,7 @@ class Retriever:
         keyword = self._bm25_index()
         if keyword is None:
             return lambda term: 1.0
-        bm25 = keyword.retriever.bm25
+        bm25 = keyword.bm25
         indptr, n, vocab = bm25.scores["indptr"], bm25.scores["num_docs"], bm25.vocab_dict
 
         def idf(term: str) -> float:
@@ -311,10 +305,10 @@ class Retriever:
                 best.setdefault(pid, cid)
                 similarity[pid] = max(similarity.get(pid, -1.0), sim)
         if mode in ("hybrid", "bm25"):
-            for h in self.bm25(query, n, filters):
-                pid = h.node.metadata["paper_id"]
-                best.setdefault(pid, h.node.node_id)
-                keyword[pid] = max(keyword.get(pid, 0.0), float(h.score))
+            for cid, score in self.bm25(query, n, filters):
+                pid = paper_of(cid)
+                best.setdefault(pid, cid)
+                keyword[pid] = max(keyword.get(pid, 0.0), score)
         if self.settings.fusion == "rrf":
             # Each side's paper ranking, best first (ties keep retrieval order).
             rankings = [sorted(side, key=side.__getitem__, reverse=True) for name, side in

@@ -592,7 +592,7 @@ class PaperIndex:
         try:
             if not record.changed_chunks and keyword_index.carry_over(folder, before, after):
                 return
-            keyword = keyword_index.build(self, self.settings.candidates)
+            keyword = keyword_index.build(self)
             if keyword is not None:
                 keyword_index.save(keyword, folder, *after)
         except OSError as exc:  # the write itself is done; readers will build it themselves

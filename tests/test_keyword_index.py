@@ -14,7 +14,7 @@ import pytest
 from rag import keyword_index
 from rag.config import Settings
 from rag.ingest import ingest
-from rag.retrieval import Filters, Retriever
+from rag.retrieval import Filters, Retriever, paper_of
 from rag.store import PaperIndex
 
 QUERIES = ["pointer networks convex hull", "reinforcement learning architecture search CIFAR-10",
@@ -22,14 +22,14 @@ QUERIES = ["pointer networks convex hull", "reinforcement learning architecture 
 
 
 def bm25_results(retriever: Retriever, filters: Filters | None = None) -> list[list[tuple[str, float]]]:
-    return [[(h.node.node_id, round(h.score, 5)) for h in retriever.bm25(q, 20, filters or Filters())]
+    return [[(cid, round(score, 5)) for cid, score in retriever.bm25(q, 20, filters or Filters())]
             for q in QUERIES]
 
 
 def fresh_build(index: PaperIndex, settings: Settings) -> list[list[tuple[str, float]]]:
     """The BM25 results of a keyword index built now, in memory, from what Chroma holds."""
     built = Retriever(index, settings)
-    built._bm25, built._bm25_key = keyword_index.build(index, settings.candidates), (index.seen_version, index.count())
+    built._bm25, built._bm25_key = keyword_index.build(index), (index.seen_version, index.count())
     return bm25_results(built)
 
 
@@ -45,7 +45,7 @@ def assert_keyword_index_is_current(settings: Settings, embedder=None) -> None: 
     key = keyword_index.key_of(index.version(), index.count())
     assert saved_keys(settings) == [key]
     reader = Retriever(index, settings, embedder=embedder)
-    assert isinstance(reader._bm25_index().retriever.bm25.scores["data"], np.memmap)  # loaded, not built
+    assert isinstance(reader._bm25_index().bm25.scores["data"], np.memmap)  # loaded, not built
     assert bm25_results(reader) == fresh_build(index, settings)
 
 
@@ -108,7 +108,8 @@ def test_a_new_paper_gets_a_new_keyword_index_and_is_found(small, embedder, tmp_
     assert saved_keys(settings) != old
     assert_keyword_index_is_current(settings, embedder)
     reader = Retriever(PaperIndex(settings, embedder=embedder), settings, embedder=embedder)
-    assert reader.bm25("quokka descent", 3, Filters())[0].node.metadata["title"] == "Quokka Gradient Descent"
+    best, _ = reader.bm25("quokka descent", 3, Filters())[0]
+    assert paper_of(best) == "quokka-gradient-descent"
 
 
 def test_a_stale_or_damaged_saved_index_is_rebuilt_never_used(small, embedder, caplog):
@@ -123,7 +124,7 @@ def test_a_stale_or_damaged_saved_index_is_rebuilt_never_used(small, embedder, c
     # and the current one damaged
     (saved / "data.csc.index.npy").write_bytes(b"not a numpy file")
     reader = Retriever(index, settings, embedder=embedder)
-    assert not isinstance(reader._bm25_index().retriever.bm25.scores["data"], np.memmap)  # rebuilt
+    assert not isinstance(reader._bm25_index().bm25.scores["data"], np.memmap)  # rebuilt
     assert "unreadable" in caplog.text
     assert bm25_results(reader) == fresh_build(index, settings)
     assert keyword_index.load(folder, "written-other-version", index.count() + 1) is None  # wrong size

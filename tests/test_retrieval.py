@@ -126,10 +126,10 @@ def test_a_small_search_does_not_shrink_later_ones(retriever):
     so hybrid search ranks exactly as it did before (a regression: the shared BM25
     retriever's top-k used to stick at the smallest n ever asked for)."""
     query = "training graph neural networks layer by layer without backpropagation"
-    before_bm25 = [h.node.node_id for h in retriever.bm25(query, 20, Filters())]
+    before_bm25 = [cid for cid, _ in retriever.bm25(query, 20, Filters())]
     before = [h.paper_id for h in retriever.search(query, k=8)]
     assert len(retriever.bm25("warm up", 1, Filters())) <= 1
-    assert [h.node.node_id for h in retriever.bm25(query, 20, Filters())] == before_bm25
+    assert [cid for cid, _ in retriever.bm25(query, 20, Filters())] == before_bm25
     assert len(before_bm25) == 20
     assert [h.paper_id for h in retriever.search(query, k=8)] == before
 
