@@ -76,6 +76,7 @@ def bench_filters(n: int, workdir: Path) -> dict:
     # The baseline: llama-index's own metadata filter, over a BM25Retriever holding the chunks.
     base = BM25Retriever.from_defaults(nodes=index.chunk_nodes(), stemmer=Stemmer.Stemmer("english"),
                                        language="english", similarity_top_k=40)
+    base.bm25.corpus = base.corpus  # the filtered views below read each chunk's metadata there
     # The query is the start of one paper's abstract; each filter lets that paper through.
     paper = json.loads(next(iter(dump.open(encoding="utf-8"))))
     year = paper["update_date"][:4]
