@@ -156,11 +156,7 @@ def create_api(ui, login=None) -> FastAPI:  # noqa: ANN001
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         wait_ready()
-        listed = ui.papers()
-        if contains and contains.strip():
-            needle = " ".join(contains.split()).casefold()
-            listed = [p for p in listed if needle in p.title.casefold()
-                      or needle in " ".join(p.abstract.split()).casefold()]
+        listed = ui.matching_papers(contains)
         return {"total": len(listed), "offset": offset,
                 "papers": [p.to_dict() for p in listed[offset:offset + limit]]}
 

@@ -624,11 +624,16 @@ class ChatUI:
             self._papers = (count, self.pipeline.index.papers())
         return self._papers[1]
 
+    def matching_papers(self, text: str | None) -> list[Paper]:
+        """The papers whose title or abstract contains ``text`` (any case and spacing; all of
+        them for no text)."""
+        needle = " ".join((text or "").split()).casefold()
+        return [p for p in self.papers()
+                if needle in p.title.casefold() or needle in " ".join(p.abstract.split()).casefold()]
+
     def filter_papers(self, text: str) -> list[list]:
         """Table rows of the papers whose title or abstract contains ``text``."""
-        needle = " ".join((text or "").split()).casefold()
-        return [_row(p.title, p.published, p.upvotes, p.n_authors) for p in self.papers()
-                if needle in p.title.casefold() or needle in " ".join(p.abstract.split()).casefold()]
+        return [_row(p.title, p.published, p.upvotes, p.n_authors) for p in self.matching_papers(text)]
 
     def search_papers(self, text: str, mode: str | None = None) -> list[list]:
         """Table rows of the 10 papers closest in meaning to ``text``."""
