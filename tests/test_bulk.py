@@ -33,6 +33,7 @@ from rag.ingest import ingest
 from rag.retrieval import Filters, Retriever
 from rag.store import ADD_BATCH, PaperIndex, portable_path
 from rag.types import Paper
+from test_keyword_index import assert_keyword_index_is_current
 
 DUMP_PAPERS = 400  # two commits of ADD_BATCH chunks or less: the kill lands between them
 
@@ -129,6 +130,10 @@ def test_killed_stream_resumes_to_the_exact_chunks(streamed):
     assert set(ids) == expected  # no gap
     assert max(_pairs(streamed.index).values()) == 1
     assert streamed.index.stream_sources()[portable_path(streamed.dump)]["chunks"] == len(expected)
+
+
+def test_the_resumed_stream_saved_a_current_keyword_index(streamed, embedder):
+    assert_keyword_index_is_current(streamed.settings, embedder)
 
 
 def test_streaming_again_adds_nothing(streamed, embedder):

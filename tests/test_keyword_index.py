@@ -34,8 +34,9 @@ def fresh_build(index: PaperIndex, settings: Settings) -> list[list[tuple[str, f
 
 
 def saved_keys(settings: Settings) -> list[str]:
+    """The keyword indexes saved in full (not what a save cut short left behind)."""
     folder = keyword_index.keyword_dir(settings)
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return sorted(p.name for p in folder.iterdir() if p.name[0] != ".") if folder.is_dir() else []
 
 
 def assert_keyword_index_is_current(settings: Settings, embedder=None) -> None:  # noqa: ANN001
