@@ -11,13 +11,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from helpers import free_port
 from rag.config import PROJECT_ROOT, Settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -48,12 +48,6 @@ def eval_question(qid: str) -> dict:
 def gold_numbers(item: dict) -> list[str]:
     """The numbers of a gold answer ("Up to 92% ... at 39 frames" -> ["92", "39"])."""
     return re.findall(r"\d+(?:\.\d+)?", item["answer"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(pipeline, auth: tuple[str, str] | None = None):  # noqa: ANN001, ANN201

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from rag.config import PROJECT_ROOT
-from test_app_e2e import free_port
+from helpers import free_port
 
 #: Seconds from process start to the page, with warm caches: about 4 s on an idle 2-core
 #: machine (``bench --only app`` measures it against its 5 s target); it was 17-24 s when the

@@ -41,10 +41,10 @@ def test_bundled_model_behind_serve_model_answers_like_the_local_one(real_pipeli
     """``python -m rag serve-model`` serving the default bundled model, as a lab would run it
     for its app instances; the same pipeline over HTTP answers with the number and the paper."""
     from rag.openai_backend import OpenAIGenerator
-    from test_scale_out import _free_port, _launch, _stop, _wait_ready
+    from test_scale_out import free_port, _launch, _stop, _wait_ready
 
     real_pipeline.generator.load()  # the converted model is cached before the server reads it
-    port, log = _free_port(), tmp_path / "serve-model.log"
+    port, log = free_port(), tmp_path / "serve-model.log"
     server = _launch([sys.executable, "-m", "rag", "serve-model", "--port", str(port)], log)
     try:
         url = f"http://127.0.0.1:{port}/v1"

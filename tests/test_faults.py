@@ -22,7 +22,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers import free_port
 from rag.cli import app as cli_app
 from rag.config import PROJECT_ROOT, Settings
 from rag.errors import ModelError, StoreError
@@ -173,12 +173,6 @@ def test_ingest_sigkilled_at_random_points_then_rerun_is_exact(tmp_path, seed_pa
 APP_PAPERS = 10
 KILL_AFTER_S = 1.2  # after the request starts processing; generation takes a few seconds
 APP_MAX_NEW_TOKENS = 600  # the tiny model writes ~150 tokens/s on a small CPU: a stream to cut
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class AppProcess:

@@ -21,13 +21,13 @@ import pytest
 for _k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
     os.environ.setdefault(_k, "1")
 
+from helpers import SPECIAL, tiny_qwen2, train_tokenizer  # noqa: E402
 from rag import generation, models  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.errors import ModelError  # noqa: E402
 from rag.generation import DevicePlan, TransformersGenerator, pick_device  # noqa: E402
 from rag.models import BundledModel, resolve_model, verify_converted  # noqa: E402
 
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -51,24 +51,10 @@ def build_tiny_qwen2(allowed, context: int = 1024):  # noqa: ANN001, ANN201
     not decided by rounding): ``(raw tokenizer, tokenizer, model)``. Shared by the tests that need
     a real transformers model that loads in a second."""
     import torch
-    from tokenizers import Tokenizer, decoders, models as tk_models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    tk = Tokenizer(tk_models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tk.train_from_iterator(CORPUS * 20, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.chat_template = TEMPLATE
+    tk, tok = train_tokenizer(CORPUS * 20, 320, TEMPLATE)
     banned = [i for t, i in tk.get_vocab().items() if not allowed(t)]
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
-                      tie_word_embeddings=False, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(cfg).eval()
+    model = tiny_qwen2(tok, context=context)
     with torch.no_grad():
         model.lm_head.weight.mul_(20.0)
         model.lm_head.weight[banned] = 0.0

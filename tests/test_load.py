@@ -19,7 +19,6 @@ error or hang: a hard deadline ends the run by itself. p50/p95 latencies are pri
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import threading
 import time
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from fakes import ExtractiveGenerator
+from helpers import free_port
 from rag.config import PROJECT_ROOT
 
 QUEUE_MAX_SIZE = 32  # what rag/ui.py build_app configures
@@ -50,12 +50,6 @@ class SlowExtractiveGenerator(ExtractiveGenerator):
     def stream(self, messages, max_new_tokens):  # noqa: ANN001, ANN201
         time.sleep(self.delay)
         yield from super().stream(messages, max_new_tokens)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -27,6 +27,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from helpers import free_port
 from rag import model_server
 from rag.cli import app
 from rag.config import Settings
@@ -119,12 +120,6 @@ def _wait_for(condition: Callable[[], bool], seconds: float, why: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(why)
         time.sleep(0.01)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _words(n: int) -> list[dict]:
@@ -335,7 +330,7 @@ def test_a_client_that_disconnects_while_waiting_for_the_slot_never_generates(se
 def test_a_network_host_without_a_key_refuses_to_start(tmp_path):
     """Refused with one line before anything loads (the model named does not even exist)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAG_OPENAI_API_KEY", "RAG_OPENAI_URL")}
-    port = _free_port()
+    port = free_port()
     out = subprocess.run([sys.executable, "-m", "rag", "serve-model", "--host", "0.0.0.0", "--port", str(port),
                           "--model", str(tmp_path / "no-model")], capture_output=True, text=True, cwd=ROOT,
                          env=env, timeout=120)
@@ -359,7 +354,7 @@ class _NoLoad:
 def test_serve_refuses_any_non_loopback_host_without_a_key(host, monkeypatch):
     monkeypatch.setattr(model_server, "TransformersGenerator", _NoLoad)
     with pytest.raises(ConfigError, match=r"set RAG_OPENAI_API_KEY .* or pass --no-auth"):
-        model_server.serve(Settings(openai_api_key=None), host=host, port=_free_port(), echo=lambda m: None)
+        model_server.serve(Settings(openai_api_key=None), host=host, port=free_port(), echo=lambda m: None)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
@@ -367,7 +362,7 @@ def test_loopback_needs_no_key(host, monkeypatch):
     monkeypatch.setattr(model_server, "TransformersGenerator", _NoLoad)
     said: list[str] = []
     with pytest.raises(ModelError, match="stub"):
-        model_server.serve(Settings(openai_api_key=None), host=host, port=_free_port(), echo=said.append)
+        model_server.serve(Settings(openai_api_key=None), host=host, port=free_port(), echo=said.append)
     assert said == []
 
 
@@ -378,7 +373,7 @@ def test_loopback_needs_no_key(host, monkeypatch):
 ])
 def test_no_auth_or_a_key_lets_a_network_host_start(flags, key, expected, monkeypatch):
     monkeypatch.setattr(model_server, "TransformersGenerator", _NoLoad)
-    port = _free_port()
+    port = free_port()
     result = CliRunner().invoke(app, ["serve-model", "--host", "0.0.0.0", "--port", str(port), *flags],
                                 env={"RAG_OPENAI_API_KEY": key, "RAG_OPENAI_URL": None})
     lines = result.output.strip().splitlines()

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers import free_port, tiny_qwen2, train_tokenizer
 from rag.config import Settings
 from rag.errors import ConfigError, ModelError
 from rag.openai_backend import OpenAIGenerator
@@ -40,12 +41,6 @@ STARTUP_S = 90  # bound on a server's start (2 shared cores, imports included)
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -81,29 +76,15 @@ def build_parrot(folder: Path) -> Path:
     PARROT after the prompt's final token, then ends; after that token Yes and No follow
     PARROT's first word in the ranking."""
     import torch
-    from tokenizers import Tokenizer, decoders, models as tk_models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    tk = Tokenizer(tk_models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tk.train_from_iterator([PARROT] * 50 + ["Yes\nNo\nyes\nno\nYES\nNO"] * 50, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.chat_template = TEMPLATE
+    tk, tok = train_tokenizer([PARROT] * 50 + ["Yes\nNo\nyes\nno\nYES\nNO"] * 50, 420, TEMPLATE)
     chain = tok.apply_chat_template(MSGS, add_generation_prompt=True, return_dict=False)[-1:]
     chain += tok.encode(PARROT, add_special_tokens=False) + [tok.eos_token_id]
     assert len(set(chain)) == len(chain), "PARROT must tokenize into distinct tokens"
     assert all(len(tok.encode(w, add_special_tokens=False)) == 1 for w in ("Yes", "No"))
     hidden = 64
     assert len(chain) - 1 <= hidden
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                      tie_word_embeddings=False, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(cfg).eval()
+    model = tiny_qwen2(tok, hidden=hidden, context=4096)
     scale = math.sqrt(hidden)  # RMSNorm turns a one-hot embedding into sqrt(hidden) * one-hot
     with torch.no_grad():
         for layer in model.model.layers:
@@ -130,7 +111,7 @@ def servers(tmp_path_factory):
     """Both real servers, launched together so that they boot while the tests load: a
     Chroma server (``chroma run``), then ``python -m rag serve-model`` serving the parrot
     (requiring API_KEY), each on a free loopback port; stopped at the end of the module."""
-    folder, chroma_port, model_port = tmp_path_factory.mktemp("servers"), _free_port(), _free_port()
+    folder, chroma_port, model_port = tmp_path_factory.mktemp("servers"), free_port(), free_port()
     chroma = Path(sys.executable).parent / "chroma"
     procs = {"chroma": (_launch([str(chroma), "run", "--path", str(folder / "db"), "--host", "127.0.0.1",
                                  "--port", str(chroma_port)], folder / "chroma.log"),
@@ -272,7 +253,7 @@ def test_http_errors_are_clear(model_url):
 
 # --- (c) failures without a server -----------------------------------------------------------
 def test_connection_refused_is_a_quick_clear_error():
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     gen = OpenAIGenerator(Settings(openai_url=url))
     t0 = time.perf_counter()
     for call in (lambda: list(gen.stream(MSGS, 8)), lambda: gen.yes_probability(MSGS), gen.load):

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import PROJECT_ROOT, SEEDS_DIR
-from test_app_e2e import free_port
+from helpers import free_port
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
