@@ -161,32 +161,33 @@ def _state(settings: Settings) -> dict[str, tuple]:
 
 
 @pytest.fixture(scope="module")
-def killed(tmp_path_factory, seed_papers) -> dict[tuple[str, str], Path]:  # noqa: ANN001
-    """Every (path, point) trial run to its kill; the folders they left."""
-    root = tmp_path_factory.mktemp("kills")
-    trials = {(path, point): root / f"{path}-{point}" for path in PATHS for point in POINTS}
-    for (path, _), folder in trials.items():
-        _prepare(folder, path, seed_papers)
-    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, json.dumps(KILLED_AT)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, "RAG_CORPUS": "[]"})
-    try:
-        assert launcher.stdout.readline().strip() == "ready"
-        for (path, point), folder in trials.items():
-            launcher.stdin.write(f"{path} {point} {folder}\n")
-            launcher.stdin.flush()
-            status = int(launcher.stdout.readline().split()[1])
-            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (path, point)
-    finally:
-        launcher.stdin.close()
-        launcher.wait(timeout=60)
-    return trials
+def launcher():  # noqa: ANN201
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, json.dumps(KILLED_AT)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "RAG_CORPUS": "[]"})
+    assert proc.stdout.readline().strip() == "ready"
+    yield proc
+    proc.stdin.close()
+    proc.wait(timeout=60)
 
 
-@pytest.mark.parametrize("point", POINTS)
-@pytest.mark.parametrize("path", PATHS)
-def test_a_killed_write_run_again_matches_an_unkilled_one(killed, path, point, tmp_path, seed_papers):
-    folder = killed[(path, point)]
+def _killed(launcher, folder: Path, path: str, point: str) -> None:  # noqa: ANN001
+    launcher.stdin.write(f"{path} {point} {folder}\n")
+    launcher.stdin.flush()
+    status = int(launcher.stdout.readline().split()[1])
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (path, point, status)
+
+
+# Each path once in the default run, at alternating points; all eight with -m slow.
+TRIALS = [pytest.param(path, point, marks=() if (i + j) % 2 == 0 else pytest.mark.slow)
+          for i, path in enumerate(PATHS) for j, point in enumerate(POINTS)]
+
+
+@pytest.mark.parametrize(("path", "point"), TRIALS)
+def test_a_killed_write_run_again_matches_an_unkilled_one(launcher, path, point, tmp_path, seed_papers):
+    folder = tmp_path / "killed"
+    _prepare(folder, path, seed_papers)
+    _killed(launcher, folder, path, point)
     if point == "keyword-save":  # the write itself was done; only its saved copy is missing
         index = PaperIndex(Settings(index_dir=folder / "index", corpus=[]))
         assert keyword_index.key_of(index.version(), index.count()) not in saved_keys(index.settings)
