@@ -3,6 +3,8 @@
 Sections (``--quick`` shrinks each one so CI can keep the command working):
 
 * ingest    full ingest of the seed corpus vs the bare embedder on the same chunks; re-ingest
+* embed     document embeddings as ingest makes them: torch vs the ONNX Runtime export (the
+            question encoder's) on the same chunks, chunks/s and how far their vectors differ
 * search    p50/p95 of hybrid search over 100 queries at the seed index
 * scale     embedded Chroma at synthetic sizes (build time, query p50/p95, resident memory)
 * generate  time to first token and decode tokens/s through the pipeline vs bare generate
@@ -33,6 +35,7 @@ from typing import Any
 
 from .compute_thread import run_on_compute_thread
 from .config import IS_CHECKOUT, PROJECT_ROOT, QUESTIONS, Settings
+from .metrics import percentile
 
 #: Asked by the cold-start figures (a fresh ``ask``, the app's ``/ask``): the README's example.
 COLD_QUESTION = "What is a pointer network?"
@@ -44,16 +47,6 @@ TARGETS: dict[tuple[str, str], tuple[float, str]] = {
     ("answer", "answer_p50_s"): (8.0, "s"),  # README, Performance: answers p50 <= 8 s
     ("search", "hybrid_p50_ms"): (100.0, "ms"),
 }
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) by linear interpolation."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def rss_mb() -> float:
@@ -101,6 +94,41 @@ def bench_ingest(settings: Settings, papers_limit: int | None = None) -> dict[st
             "ingest_vs_bare": full / bare, "reingest_s": again}
 
 
+def bench_embed(settings: Settings, papers_limit: int | None = None) -> dict[str, Any]:
+    """The seed corpus's chunks embedded as ingest embeds them (shortest first, in batches of
+    ``embed_batch_size``, torch on the compute thread), then by the ONNX export; one run."""
+    import numpy as np
+    from llama_index.core.schema import MetadataMode
+
+    from .chunking import chunk_papers
+    from .corpus import load_corpus
+    from .embedding import load_embedder
+    from .query_encoder import load_query_encoder
+
+    embedder = load_embedder(settings)
+    papers = load_corpus(settings.corpus).papers[:papers_limit]
+    texts = sorted((n.get_content(metadata_mode=MetadataMode.EMBED)
+                    for n in chunk_papers(papers, settings.chunk_size, settings.chunk_overlap)), key=len)
+    size = settings.embed_batch_size
+
+    def timed(embed: Callable[[list[str]], list]) -> tuple[float, Any]:
+        embed(texts[:size])  # warm up
+        t = time.perf_counter()
+        vectors = [v for i in range(0, len(texts), size) for v in embed(texts[i : i + size])]
+        return time.perf_counter() - t, np.asarray(vectors)
+
+    torch_s, torch_vecs = timed(lambda batch: run_on_compute_thread(embedder.get_text_embedding_batch, batch))
+    out: dict[str, Any] = {"chunks": len(texts), "torch_chunks_per_s": len(texts) / torch_s}
+    onnx = load_query_encoder(settings, embedder)
+    if onnx is None:
+        out["onnx"] = "not available here (not on CPU, or not a mean-pooling local model)"
+        return out
+    onnx_s, onnx_vecs = timed(onnx.embed)
+    out.update(onnx_chunks_per_s=len(texts) / onnx_s, onnx_vs_torch=torch_s / onnx_s,
+               max_cosine_difference=float((1 - (torch_vecs * onnx_vecs).sum(axis=1)).max()))
+    return out
+
+
 def bench_search(settings: Settings, n: int = 100) -> dict[str, Any]:
     from .pipeline import Pipeline
 
@@ -115,13 +143,13 @@ def bench_search(settings: Settings, n: int = 100) -> dict[str, Any]:
             t = time.perf_counter()
             pipeline.search(q, mode=mode)
             times.append((time.perf_counter() - t) * 1000)
-        out[f"{mode}_p50_ms"], out[f"{mode}_p95_ms"] = pct(times, 0.5), pct(times, 0.95)
+        out[f"{mode}_p50_ms"], out[f"{mode}_p95_ms"] = percentile(times, 0.5), percentile(times, 0.95)
     times = []
     for q in queries:
         t = time.perf_counter()
         pipeline.retriever.embed_query(q)
         times.append((time.perf_counter() - t) * 1000)
-    out["query_embedding_p50_ms"] = pct(times, 0.5)
+    out["query_embedding_p50_ms"] = percentile(times, 0.5)
     return out
 
 
@@ -159,7 +187,7 @@ def bench_scale(size: int, dim: int = 384, queries: int = 100) -> dict[str, Any]
             times.append((time.perf_counter() - t) * 1000)
         disk = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 2**20
     return {"chunks": size, "build_s": build, "add_per_s": size / build,
-            "query_p50_ms": pct(times, 0.5), "query_p95_ms": pct(times, 0.95),
+            "query_p50_ms": percentile(times, 0.5), "query_p95_ms": percentile(times, 0.95),
             "rss_growth_mb": rss_mb() - before, "disk_mb": disk}
 
 
@@ -205,8 +233,8 @@ def bench_answers(settings: Settings, limit: int | None) -> dict[str, Any]:
         if "first_token" in answer.timings:
             firsts.append(answer.timings["first_token"])
         refused += answer.refused
-    return {"questions": len(totals), "answer_p50_s": pct(totals, 0.5), "answer_p90_s": pct(totals, 0.9),
-            "ttft_p50_s": pct(firsts, 0.5), "ttft_p90_s": pct(firsts, 0.9), "refused": refused}
+    return {"questions": len(totals), "answer_p50_s": percentile(totals, 0.5), "answer_p90_s": percentile(totals, 0.9),
+            "ttft_p50_s": percentile(firsts, 0.5), "ttft_p90_s": percentile(firsts, 0.9), "refused": refused}
 
 
 def bench_assisted(settings: Settings, n: int = 12, model: str = "bundled:qwen2.5-coder-1.5b",
@@ -239,8 +267,8 @@ def bench_assisted(settings: Settings, n: int = 12, model: str = "bundled:qwen2.
             times[name].append(time.perf_counter() - t)
             tokens[name] += len(gen.tokenizer.encode(texts[name], add_special_tokens=False))
         same += texts["plain"].strip() == texts["assisted"].strip()
-    return {"prompts": len(prompts), "plain_p50_s": pct(times["plain"], 0.5),
-            "assisted_p50_s": pct(times["assisted"], 0.5),
+    return {"prompts": len(prompts), "plain_p50_s": percentile(times["plain"], 0.5),
+            "assisted_p50_s": percentile(times["assisted"], 0.5),
             "plain_tok_s": tokens["plain"] / sum(times["plain"]),
             "assisted_tok_s": tokens["assisted"] / sum(times["assisted"]),
             "speedup": sum(times["plain"]) / sum(times["assisted"]), "identical_answers": same}
@@ -437,6 +465,7 @@ def run(settings: Settings, quick: bool = False, only: list[str] | None = None,
     """Run the selected sections and return {section: figures}."""
     plan: dict[str, Callable[[], dict[str, Any]]] = {
         "ingest": lambda: bench_ingest(settings, 40 if quick else None),
+        "embed": lambda: bench_embed(settings, 40 if quick else None),
         "search": lambda: bench_search(settings, 20 if quick else 100),
         "scale": lambda: {str(n): bench_scale(n, queries=20 if quick else 100)
                           for n in (scale or ([2000] if quick else [100_000]))},

@@ -427,7 +427,7 @@ def eval_retrieval(
 @guarded
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small and fast (for CI): every section, tiny sizes.")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these sections (ingest, search, scale, generate, answer, cold, app; opt-in: assisted).")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these sections (ingest, embed, search, scale, generate, answer, cold, app; opt-in: assisted).")] = None,
     scale: Annotated[Optional[list[int]], typer.Option("--scale", help="Synthetic index sizes in chunks (default 100000; 1000000 is opt-in).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the JSON results.")] = Path("bench-results.json"),
     index_dir: IndexDir = None,

@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
 _LOCK = threading.Lock()
+#: On CUDA, documents are embedded in half precision, at least this many at a time: ingest
+#: is then bound by Chroma's writes rather than the model.
+GPU_BATCH = 256
 
 
 def embedder_path(spec: str) -> str:
@@ -62,6 +65,18 @@ def pick_embed_device(requested: str) -> str:
     return "cuda" if cuda else "mps" if mps else "cpu"
 
 
+def embed_options(device: str, batch_size: int) -> dict:
+    """``HuggingFaceEmbedding`` arguments for ``device``: fp16 weights and batches of at least
+    :data:`GPU_BATCH` on CUDA; elsewhere fp32 and ``batch_size``. (On CPU, ingest stays on
+    torch: the ONNX export, which serves questions, is no faster on whole batches of chunks;
+    ``python -m rag bench --only embed`` measures both.)"""
+    if device != "cuda":
+        return {"embed_batch_size": batch_size}
+    import torch
+
+    return {"embed_batch_size": max(batch_size, GPU_BATCH), "model_kwargs": {"dtype": torch.float16}}
+
+
 def load_embedder(settings: Settings) -> "HuggingFaceEmbedding":
     """The llama-index embedding model for ``settings`` (cached per process)."""
     return _load(settings.embed_model, settings.device, settings.embed_batch_size)
@@ -72,14 +87,10 @@ def _load(spec: str, device: str, batch_size: int) -> "HuggingFaceEmbedding":
     with _LOCK:
         from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-        path = embedder_path(spec)
+        path, device = embedder_path(spec), pick_embed_device(device)
         try:
-            return HuggingFaceEmbedding(
-                model_name=path,
-                device=pick_embed_device(device),
-                embed_batch_size=batch_size,
-                normalize=True,
-            )
+            return HuggingFaceEmbedding(model_name=path, device=device, normalize=True,
+                                        **embed_options(device, batch_size))
         except OSError as exc:
             raise ModelError(
                 f"Cannot load the embedder {spec!r}: {exc}. Pass a local folder, or use "

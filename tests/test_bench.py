@@ -12,6 +12,7 @@ from rag.config import PROJECT_ROOT
 
 SECTIONS = {
     "ingest": ["chunks", "ingest_s", "bare_embed_s", "ingest_vs_bare", "reingest_s"],
+    "embed": ["chunks", "torch_chunks_per_s", "onnx_chunks_per_s", "onnx_vs_torch"],
     "search": ["hybrid_p50_ms", "dense_p50_ms", "bm25_p50_ms", "query_embedding_p50_ms"],
     "scale": [],
     "generate": ["pipeline_ttft_s", "pipeline_decode_tok_s", "bare_decode_tok_s", "decode_ratio"],
@@ -41,6 +42,7 @@ def test_bench_quick_runs_every_section(seed_index, seed_settings, tmp_path) -> 
             value = results[section][name]
             assert isinstance(value, (int, float)) and value > 0, (section, name, value)
     assert results["ingest"]["papers"] == 40
+    assert results["embed"]["max_cosine_difference"] < 1e-5  # the ONNX export's vectors are torch's
     (scale,) = results["scale"].values()
     assert scale["chunks"] == 2000 and scale["query_p50_ms"] > 0
     assert results["answer"]["questions"] == 2

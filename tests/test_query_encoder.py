@@ -61,3 +61,34 @@ def test_steps_aside_when_it_does_not_apply(embedder, tmp_path) -> None:
     assert load_query_encoder(Settings(model_cache_dir=tmp_path), embedder=object()) is None
     assert not (tmp_path / "embedders").exists()
     assert load_query_encoder(Settings(model_cache_dir=tmp_path), embedder=embedder) is not None
+
+
+def test_documents_are_embedded_in_fp16_with_large_batches_on_cuda_only() -> None:
+    import torch
+
+    from rag.embedding import GPU_BATCH, embed_options
+
+    assert embed_options("cpu", 32) == {"embed_batch_size": 32}
+    assert embed_options("mps", 64) == {"embed_batch_size": 64}
+    assert embed_options("cuda", 32) == {"embed_batch_size": GPU_BATCH, "model_kwargs": {"dtype": torch.float16}}
+    assert embed_options("cuda", 1024)["embed_batch_size"] == 1024  # a larger setting is kept
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA GPU")
+def test_cuda_embeddings_match_the_cpu_ones(embedder) -> None:
+    import torch
+
+    from rag.embedding import load_embedder
+
+    texts = TEXTS * 20
+    gpu = load_embedder(Settings(device="cuda"))
+    assert next(gpu._model.parameters()).dtype == torch.float16
+    cpu_vecs = np.asarray(embedder.get_text_embedding_batch(texts))
+    gpu_vecs = np.asarray(gpu.get_text_embedding_batch(texts))
+    assert (cpu_vecs * gpu_vecs).sum(axis=1).min() > 0.999
