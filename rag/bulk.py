@@ -46,7 +46,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .chunking import chunk_papers, paper_hash
+from .chunking import chunk_papers, paper_hash, paper_of
 from .config import Settings
 from .corpus import stream_records
 from .errors import CorpusError
@@ -55,6 +55,7 @@ from .store import (
     STREAM_KEY,
     PaperIndex,
     SyncReport,
+    WritePlan,
     portable_path,
     resolve_stored_path,
 )
@@ -99,7 +100,7 @@ def stream_dump(
     path = Path(path)
     stream_records(path)  # fails at once on a missing file, a folder or a listing
     stored = portable_path(path)
-    with index._write_lock():
+    with index.writing():
         registered = index.registered_sources()
         if stored in (registered or []):
             raise CorpusError(
@@ -150,11 +151,11 @@ def remove_dump(index: PaperIndex, stored: str) -> int:
     """Unregister a dump and delete its chunks, a page at a time; returns how many.
     Unregistering comes first: if this is cut short, the next ``sync`` deletes the rest."""
     removed = 0
-    with index._write_lock():
+    with index.writing():
         index.drop_stream_source(stored)
         while ids := index.collection.get(where={STREAM_KEY: stored}, include=[],
                                           limit=PAGE)["ids"]:
-            index.collection.delete(ids=ids)
+            index.apply(WritePlan(delete=ids))
             removed += len(ids)
     return removed
 
@@ -224,21 +225,14 @@ def _write_batch(index: PaperIndex, papers: list[Paper], stored: str, report: Sy
     for node in nodes:
         node.metadata[STREAM_KEY] = stored
     before = {cid: m for p in todo for cid, m in held.get(p.paper_id, {}).items()}
-    wanted = {n.node_id for n in nodes}
-    new = [n for n in nodes if n.node_id not in before]
-    changed = [n for n in nodes if n.node_id in before
-               and before[n.node_id].get(STREAM_KEY) == stored
-               and before[n.node_id].get("paper_hash") != n.metadata["paper_hash"]]
-    stale = [cid for cid, m in before.items() if m.get(STREAM_KEY) == stored and cid not in wanted]
-    index._add(new, progress=False, embed=index._embed)  # shortest first, ADD_BATCH a commit
-    index.update_metadata(changed)
-    if stale:  # an older version of these papers, now fully replaced
-        index.collection.delete(ids=stale)
+    owned = {cid: m.get("paper_hash", "") for cid, m in before.items() if m.get(STREAM_KEY) == stored}
+    plan = WritePlan.between(nodes, owned, set(before))  # stale: an older version of these papers
+    index.apply(plan)
     report.papers += len(papers)
     report.chunks += len(nodes)
-    report.added += len(new)
-    report.updated += len(changed)
-    report.removed += len(stale)
+    report.added += len(plan.add)
+    report.updated += len(plan.update)
+    report.removed += len(plan.delete)
     _release_freed_memory()
 
 
@@ -284,18 +278,13 @@ def _sweep(index: PaperIndex, stored: str, scratch: "_Scratch") -> int:
     while ids := index.collection.get(where={STREAM_KEY: stored}, include=[], limit=PAGE,
                                       offset=offset)["ids"]:
         offset += len(ids)
-        known = scratch.known({_paper_of(cid) for cid in ids})
-        scratch.note_gone([cid for cid in ids if _paper_of(cid) not in known])
+        known = scratch.known({paper_of(cid) for cid in ids})
+        scratch.note_gone([cid for cid in ids if paper_of(cid) not in known])
     removed = 0
     for ids in scratch.gone(PAGE):
-        index.collection.delete(ids=ids)
+        index.apply(WritePlan(delete=ids))
         removed += len(ids)
     return removed
-
-
-def _paper_of(chunk_id: str) -> str:
-    """The paper id in a chunk id (``{paper_id}#{index}:{digest}``, see ``rag.chunking``)."""
-    return chunk_id.rsplit("#", 1)[0]
 
 
 # --- helpers ----------------------------------------------------------------------------

@@ -75,6 +75,15 @@ def chunk_id(paper_id: str, index: int, text: str) -> str:
     return f"{paper_id}#{index}:{digest}"
 
 
+def paper_of(chunk_id: str) -> str:
+    """The paper id inside a chunk id (``{paper_id}#{index}:{digest}``).
+
+    >>> paper_of("attention-is-all#1:0a1b2c3d4e5f")
+    'attention-is-all'
+    """
+    return chunk_id.rsplit("#", 1)[0]
+
+
 def make_splitter(chunk_size: int, chunk_overlap: int):  # noqa: ANN201
     from llama_index.core.node_parser import SentenceSplitter
 

@@ -5,7 +5,7 @@ chunks as stored, searched with bm25s alone (a search imports no llama-index), a
 ``<index_dir>/keyword/<key>/`` (or under ``bm25_dir`` for an index on a Chroma server), where
 ``key`` names the index version and size it was built from: the BM25 matrices and the chunk
 ids, not the chunks' text. Every write to the index ends by saving the keyword index of what
-it wrote (``PaperIndex._write_lock``), so a process that opens the index loads it,
+it wrote (``PaperIndex.writing``), so a process that opens the index loads it,
 memory-mapped, instead of reading back and re-tokenising every chunk (about a minute at
 100,000 chunks). A saved copy for another version is never used: a reader that finds none
 for the version it sees builds it once (with a progress bar on large indexes) and saves it

@@ -14,7 +14,8 @@ import pytest
 from rag import keyword_index
 from rag.config import Settings
 from rag.ingest import ingest
-from rag.retrieval import Filters, Retriever, paper_of
+from rag.chunking import paper_of
+from rag.retrieval import Filters, Retriever
 from rag.store import PaperIndex
 
 QUERIES = ["pointer networks convex hull", "reinforcement learning architecture search CIFAR-10",

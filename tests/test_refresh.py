@@ -73,7 +73,7 @@ def test_own_writes_do_not_reopen_the_index(small, embedder) -> None:  # noqa: A
     settings, _ = small
     index = PaperIndex(settings, embedder=embedder)
     client = index._client
-    with index._write_lock():
+    with index.writing():
         pass
     assert index.version().startswith("written-")
     assert not index.refresh() and index._client is client
@@ -82,6 +82,6 @@ def test_own_writes_do_not_reopen_the_index(small, embedder) -> None:  # noqa: A
 def test_an_interrupted_write_leaves_a_changed_version(small, embedder) -> None:  # noqa: ANN001
     settings, _ = small
     reader, writer = PaperIndex(settings, embedder=embedder), PaperIndex(settings, embedder=embedder)
-    with pytest.raises(RuntimeError), writer._write_lock():
+    with pytest.raises(RuntimeError), writer.writing():
         raise RuntimeError("killed mid-write")
     assert reader.refresh()
