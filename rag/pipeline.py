@@ -103,26 +103,30 @@ class Pipeline:
         return self.retriever.search(clean_question(query), k=k, mode=mode, filters=filters)
 
     def ask(
-        self, question: str, history: Sequence[Any] | None = None, filters: Filters | None = None
+        self, question: str, history: Sequence[Any] | None = None, filters: Filters | None = None,
+        *, k: int | None = None, mode: str | None = None,
     ) -> Answer:
-        """Answer ``question`` from the indexed abstracts (blocking)."""
+        """Answer ``question`` from the indexed abstracts (blocking); ``stream`` says how."""
         answer = None
-        for event in self.stream(question, history=history, filters=filters):
+        for event in self.stream(question, history=history, filters=filters, k=k, mode=mode):
             if isinstance(event, Answer):
                 answer = event
         assert answer is not None
         return answer
 
     def stream(
-        self, question: str, history: Sequence[Any] | None = None, filters: Filters | None = None
+        self, question: str, history: Sequence[Any] | None = None, filters: Filters | None = None,
+        *, k: int | None = None, mode: str | None = None,
     ) -> Iterator[Event]:
-        """Yield ``Status`` and ``Token`` events while answering, then the final ``Answer``."""
+        """Yield ``Status`` and ``Token`` events while answering, then the final ``Answer``.
+        The answer draws on the ``k`` best papers (default ``settings.top_k``) found in
+        retrieval ``mode`` (default ``settings.retrieval_mode``) that pass ``filters``."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         question = clean_question(question)
         query = standalone_question(question, history)
         yield Status("searching", query)
-        sources, withheld = trusted_sources(self.retriever.search(query, filters=filters))
+        sources, withheld = trusted_sources(self.retriever.search(query, k=k, mode=mode, filters=filters))
         timings["retrieval"] = time.perf_counter() - t0
 
         def finish(answer: Answer) -> Answer:

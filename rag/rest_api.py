@@ -122,8 +122,9 @@ def create_api(ui, login=None) -> FastAPI:  # noqa: ANN001
         if not request.stream:
             wait_ready()
             try:
-                events = ui.view(request.k, request.mode).stream(request.question, history=history, filters=chosen)
-                return [e for e in events if isinstance(e, Answer)][-1].to_dict()
+                answer = ui.pipeline.ask(request.question, history=history, filters=chosen,
+                                         k=request.k, mode=request.mode)
+                return answer.to_dict()
             except RagError as exc:
                 raise _unprocessable(str(exc)) from None
         return StreamingResponse(_events(ui, wait_ready, request, history, chosen), media_type="text/event-stream",
@@ -179,7 +180,9 @@ def _events(ui, wait_ready, request: AskRequest, history: list, chosen) -> Itera
         if ui.ready is not None and not ui.ready.is_set():
             yield sse("status", {"stage": "loading", "detail": "the index and models are loading"})
         wait_ready()
-        for event in ui.view(request.k, request.mode).stream(request.question, history=history, filters=chosen):
+        events = ui.pipeline.stream(request.question, history=history, filters=chosen,
+                                    k=request.k, mode=request.mode)
+        for event in events:
             if isinstance(event, Token):
                 yield sse("token", {"text": event.text})
             elif isinstance(event, Status):

@@ -26,8 +26,10 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from datetime import date
+from typing import get_args
 from urllib.parse import urlencode
 
+from .config import RetrievalMode
 from .conversation import clean_question
 from .errors import QuestionError, RagError
 from .export import to_markdown
@@ -50,7 +52,7 @@ EXAMPLES = [
     "What identification accuracy did convolutional networks reach on the 3.2-million-image "
     "Snapshot Serengeti wildlife photo collection?",
 ]
-MODES = ["hybrid", "dense", "bm25"]
+MODES = list(get_args(RetrievalMode))
 TABLE_HEADERS = ["Title", "Date", "Upvotes", "Authors", "Relevance"]
 EMPTY_SOURCES = '<div class="cw-note">The papers behind each answer appear here.</div>'
 PAPER_HINT = '<div class="cw-note">Click a row to read the paper\'s abstract here.</div>'
@@ -506,26 +508,7 @@ class ChatUI:
 
     def __init__(self, pipeline, ready: threading.Event | None = None, tick: float = TICK):  # noqa: ANN001
         self.pipeline, self.ready, self.tick = pipeline, ready, tick
-        self._views: dict[tuple[int, str], object] = {}
-        self._lock = threading.Lock()
         self._papers: tuple[int, list] = (-1, [])
-
-    def view(self, k: int | float | None = None, mode: str | None = None):  # noqa: ANN201
-        """The pipeline answering with ``k`` papers in ``mode`` (cached views share the models)."""
-        s = self.pipeline.settings
-        key = (int(k or s.top_k), mode or s.retrieval_mode)
-        if key == (s.top_k, s.retrieval_mode):
-            return self.pipeline
-        with self._lock:
-            if key not in self._views:
-                from .pipeline import Pipeline
-
-                p = self.pipeline
-                self._views[key] = Pipeline(
-                    s.with_overrides(top_k=key[0], retrieval_mode=key[1]),
-                    generator=p.generator, embedder=p.retriever.embedder, index=p.index,
-                )
-            return self._views[key]
 
     def validate(self, message: str):  # noqa: ANN201 - a gr.validate
         """The chat box's check before anything runs: a bad question stays in the box, with
@@ -568,12 +551,13 @@ class ChatUI:
                 while not self.ready.wait(self.tick):
                     yield (f"*Loading the search index ({int(time.monotonic() - started)} s)…*",
                            skip, skip, skip)
-            pipeline = self.view(n_papers, mode)
+            pipeline = self.pipeline
             progress = Progress(pipeline.generator)
             last = progress.render()
             yield last, skip, skip, skip
             answer = None
-            events = pipeline.stream(question, history=list(history or []), filters=filters)
+            events = pipeline.stream(question, history=list(history or []), filters=filters,
+                                     k=n_papers, mode=mode or None)
             for event in pumped(events, self.tick):
                 if isinstance(event, Answer):
                     answer = event
@@ -613,7 +597,8 @@ class ChatUI:
             check_k(k)
             if self.ready is not None:
                 self.ready.wait()
-            return [e for e in self.view(check_k(k)).stream(question) if isinstance(e, Answer)][-1].to_dict()
+            events = self.pipeline.stream(question, k=check_k(k))
+            return [e for e in events if isinstance(e, Answer)][-1].to_dict()
         except Exception as exc:
             raise friendly_error(exc) from None
 

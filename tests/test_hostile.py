@@ -257,7 +257,7 @@ class RecordingPipeline:
         class Recording(Pipeline):
             last: Answer | None = None
 
-            def stream(self, question, history=None, filters=None):  # noqa: ANN001, ANN201
+            def stream(self, question, history=None, filters=None, k=None, mode=None):  # noqa: ANN001, ANN201
                 for event in super().stream(question, history=history, filters=filters):
                     if isinstance(event, Answer):
                         type(self).last = event

@@ -9,7 +9,6 @@ import copy
 import html
 import logging
 import re
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -18,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from helpers import free_port
 from rag.config import Settings
 from rag.errors import QuestionError
 from rag.export import to_markdown
@@ -98,7 +98,7 @@ class FakePipeline:
         self.answer, self.tokens, self.error = answer, list(tokens), error
         self.calls: list[dict] = []
 
-    def stream(self, question, history=None, filters=None):  # noqa: ANN001, ANN201
+    def stream(self, question, history=None, filters=None, k=None, mode=None):  # noqa: ANN001, ANN201
         self.calls.append({"question": question, "history": copy.deepcopy(history), "filters": filters})
         yield Status("searching", question)
         if self.error:
@@ -421,7 +421,7 @@ class LoadingPipeline(FakePipeline):
         super().__init__()
         self.generator = LoadingGenerator(delay)
 
-    def stream(self, question, history=None, filters=None):  # noqa: ANN001, ANN201
+    def stream(self, question, history=None, filters=None, k=None, mode=None):  # noqa: ANN001, ANN201
         self.calls.append({"question": question})
         yield Status("searching", question)
         yield Status("loading", self.generator.name)
@@ -461,7 +461,7 @@ class EndlessPipeline(FakePipeline):
         super().__init__()
         self.closed, self.tokens_sent = threading.Event(), 0
 
-    def stream(self, question, history=None, filters=None):  # noqa: ANN001, ANN201
+    def stream(self, question, history=None, filters=None, k=None, mode=None):  # noqa: ANN001, ANN201
         yield Status("generating", self.generator.name)
         try:
             while True:
@@ -585,29 +585,23 @@ def test_a_papers_row_opens_the_paper():
     assert "Click a row" in ui.paper_detail(["No Such Paper"]) and "Click a row" in ui.paper_detail(None)
 
 
-def test_default_settings_use_the_pipeline_itself():
-    fake = FakePipeline()
-    assert ChatUI(fake).view(5, "hybrid") is fake and ChatUI(fake).view(None, None) is fake
-
-
 def test_settings_apply_per_request(seed_settings, seed_index, embedder):
     from fakes import ExtractiveGenerator
     from rag.pipeline import Pipeline
 
     pipeline = Pipeline(seed_settings, generator=ExtractiveGenerator(), embedder=embedder, index=seed_index)
     ui = ChatUI(pipeline)
-    view = ui.view(2, "bm25")
-    assert (view.settings.top_k, view.settings.retrieval_mode) == (2, "bm25")
-    assert ui.view(2, "bm25") is view and view.generator is pipeline.generator
     _, cards = final(ask(ui, "quantizing hidden states into discrete vector codes", k=2, mode="bm25"))
     assert cards.count('class="cw-card') == 2 and "cw-cited" in cards
     assert len(ui.ask("discrete codebook features", k=3)["sources"]) == 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    question = "quantizing hidden states into discrete vector codes"  # the Python API, the same way
+    answer = pipeline.ask(question, k=2, mode="bm25")
+    assert [s.paper_id for s in answer.sources] == [s.paper_id for s in pipeline.search(question, k=2, mode="bm25")]
+    assert len(pipeline.ask(question).sources) == seed_settings.top_k
+    with pytest.raises(QuestionError, match="mode must be one of hybrid, dense, bm25"):
+        pipeline.ask(question, mode="fuzzy")
+    with pytest.raises(QuestionError, match="k must be a whole number"):
+        pipeline.ask(question, k=0)
 
 
 def test_ask_endpoint_over_http():
