@@ -212,7 +212,7 @@ print("done", flush=True)
 """
 
 
-@pytest.mark.parametrize("kill_at_batch", [3, pytest.param(7, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kill_at_batch", [pytest.param(3, marks=pytest.mark.slow), pytest.param(7, marks=pytest.mark.slow)])
 def test_ingest_killed_midway_then_rerun_is_exact(tmp_path, seed_papers, embedder, kill_at_batch):
     papers = seed_papers[:KILL_PAPERS]
     folder = tmp_path / "idx"
