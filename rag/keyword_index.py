@@ -179,6 +179,12 @@ def load_or_build(index: PaperIndex, settings: Settings, version: str, count: in
     folder = keyword_dir(settings)
     if folder is not None and count and (found := load(folder, version, count)):
         return found
+    return build_and_save(index, folder, version, count)
+
+
+def build_and_save(index: PaperIndex, folder: Path | None, version: str, count: int) -> KeywordIndex | None:
+    """The keyword index of ``index``, built now and saved as ``version``/``count`` under
+    ``folder`` (unless ``None``); a folder that cannot be written is logged, not raised."""
     keyword = build(index)
     if keyword is not None and folder is not None:
         try:

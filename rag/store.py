@@ -600,11 +600,10 @@ class PaperIndex:
         try:
             if not record.changed_chunks and keyword_index.carry_over(folder, before, after):
                 return
-            keyword = keyword_index.build(self)
-            if keyword is not None:
-                keyword_index.save(keyword, folder, *after)
         except OSError as exc:  # the write itself is done; readers will build it themselves
             log.warning("could not save the keyword index in %s (%s)", folder, exc)
+            return
+        keyword_index.build_and_save(self, folder, *after)
 
     @contextmanager
     def _versioned(self):  # noqa: ANN202

@@ -100,6 +100,11 @@ def first_search(index_dir: str) -> dict:
             "peak_rss_mib": round(peak / 2**20)}
 
 
+def disk_mib(folder: Path) -> float:
+    """The size of the files under ``folder``, in MiB."""
+    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 1)
+
+
 def bench(n: int, workdir: Path) -> dict:
     figures = fill(n, workdir)
     folder = Path(figures["index_dir"]) / "keyword"
@@ -111,7 +116,7 @@ def bench(n: int, workdir: Path) -> dict:
     shutil.move(str(aside), folder)  # the copy the write saved
     figures["loaded"] = first_search(figures["index_dir"])
     figures["speedup"] = round(figures["built"]["first_search_s"] / figures["loaded"]["first_search_s"], 1)
-    figures["disk_mib"] = round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 1)
+    figures["disk_mib"] = disk_mib(folder)
     return figures
 
 

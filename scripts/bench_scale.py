@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_dump import _run_sampled  # noqa: E402
-from bench_keyword import first_search  # noqa: E402
+from bench_dump import _count as chunk_count, _run_sampled  # noqa: E402
+from bench_keyword import disk_mib, first_search  # noqa: E402
 
 SEARCHES = """
 import json, sys, time
@@ -97,13 +97,6 @@ def ingest(dump: Path, index_dir: Path, env: dict) -> dict:
     return {"seconds": run["seconds"], "peak_rss_mib": run["peak_rss_mib"]}
 
 
-def chunk_count(index_dir: Path) -> int:
-    from rag.config import Settings
-    from rag.store import PaperIndex
-
-    return PaperIndex(Settings(index_dir=index_dir, corpus=[])).count()
-
-
 def searches(index_dir: Path, dump: Path, env: dict) -> dict:
     out = subprocess.run([sys.executable, "-c", SEARCHES, str(index_dir), str(dump)], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout
@@ -139,10 +132,6 @@ def app_memory(index_dir: Path, env: dict, port: int = 7871) -> dict:
     return {"rss_mib": round(rss / 2**20), "ready_s": round(ready_s, 1)}
 
 
-def disk_mib(folder: Path) -> float:
-    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 1)
-
-
 def bench(sizes: list[int], workdir: Path, embedder: str) -> dict:
     path = workdir / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
@@ -162,9 +151,12 @@ def bench(sizes: list[int], workdir: Path, embedder: str) -> dict:
     if not baseline_dir.exists():
         subprocess.run([sys.executable, "-m", "rag", "ingest", "--index-dir", str(baseline_dir), "--quiet"],
                        cwd=ROOT, env={k: v for k, v in env.items() if k != "RAG_CORPUS"}, check=True)
-    # launched twice: the first start may convert and cache the model (its peak memory stays)
-    step("app", "bundled", lambda: app_memory(baseline_dir, env) and {
-        **app_memory(baseline_dir, env), "chunks": chunk_count(baseline_dir)})
+
+    def baseline_app() -> dict:
+        app_memory(baseline_dir, env)  # the first start may convert and cache the model: its peak stays
+        return {**app_memory(baseline_dir, env), "chunks": chunk_count(baseline_dir)}
+
+    step("app", "bundled", baseline_app)
     for n in sizes:
         dump, index_dir = dump_of(n, workdir), workdir / f"index-{n}"
         step("ingest", str(n), lambda: ingest(dump, index_dir, env))
