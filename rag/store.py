@@ -50,6 +50,14 @@ ADD_BATCH = 256  # chunks per commit: the most a killed ingest can lose
 PAGE = 5000  # records per Chroma read (its batch limit is ~5,461)
 STREAM_KEY = "stream_source"  # chunk metadata: the streamed dump a chunk belongs to
 VERSION_KEY = "version"  # collection metadata: changed by every write (``PaperIndex.version``)
+# Dense search. A local collection under Chroma's sync threshold (1,000 chunks) has its HNSW
+# graph rebuilt, with threads, in every process that opens it, so an approximate search
+# returned a different top-40 from one process to the next (and missed true neighbours: 23 of
+# the 180 evaluation questions' top-40 on the bundled index). A search list at least as long
+# as the collection visits every chunk: exact, the same in every process, and cheap up to
+# EXACT_SEARCH_CHUNKS (~7 ms here); larger collections keep Chroma's default list.
+EXACT_SEARCH_CHUNKS = 5_000
+APPROXIMATE_EF = 100
 
 
 @dataclass
@@ -82,10 +90,13 @@ def _chroma_settings():  # noqa: ANN202
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
+@lru_cache(maxsize=1)
 def _no_embedding_function():  # noqa: ANN202
     """An embedding function that refuses to run: Chroma's default one would download
-    an ONNX model. Every vector here comes from our own embedder."""
+    an ONNX model. Every vector here comes from our own embedder. Registered with Chroma,
+    which looks it up by name when a collection's configuration is changed."""
     from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+    from chromadb.utils.embedding_functions import register_embedding_function
 
     class ExplicitEmbeddingsOnly(EmbeddingFunction[Documents]):
         def __init__(self) -> None:
@@ -105,6 +116,7 @@ def _no_embedding_function():  # noqa: ANN202
         def build_from_config(config: dict) -> "ExplicitEmbeddingsOnly":
             return ExplicitEmbeddingsOnly()
 
+    register_embedding_function(ExplicitEmbeddingsOnly)
     return ExplicitEmbeddingsOnly()
 
 
@@ -256,7 +268,8 @@ class PaperIndex:
             if create:
                 self.collection = self._client.get_or_create_collection(
                     self.name,
-                    metadata={"hnsw:space": "cosine", "embedder": settings.embed_model},
+                    metadata={"embedder": settings.embed_model},
+                    configuration={"hnsw": {"space": "cosine", "ef_search": EXACT_SEARCH_CHUNKS}},
                     embedding_function=_no_embedding_function(),
                 )
             else:
@@ -576,6 +589,7 @@ class PaperIndex:
             before = (self.version(), self.count())
             with self._versioned():
                 yield record
+                self._fit_search()
             self._save_keyword_index(before, record)
             return
         import fcntl
@@ -586,9 +600,22 @@ class PaperIndex:
                 before = (self.version(), self.count())
                 with self._versioned():
                     yield record
+                    self._fit_search()
                 self._save_keyword_index(before, record)
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _fit_search(self) -> None:
+        """Exact dense search up to ``EXACT_SEARCH_CHUNKS`` chunks, Chroma's approximate one
+        above (an index built before this setting existed gets it at its next write).
+        Processes that open the index after this write search with it."""
+        want = EXACT_SEARCH_CHUNKS if self.count() <= EXACT_SEARCH_CHUNKS else APPROXIMATE_EF
+        if self.search_list() != want:
+            self.collection.modify(configuration={"hnsw": {"ef_search": want}})
+
+    def search_list(self) -> int | None:
+        """Chroma's HNSW search list length (``ef_search``) for this collection."""
+        return ((self.collection.configuration_json or {}).get("hnsw") or {}).get("ef_search")
 
     def _save_keyword_index(self, before: tuple[str, int], record: "WriteRecord") -> None:
         from . import keyword_index

@@ -237,3 +237,69 @@ def test_ingest_killed_midway_then_rerun_is_exact(tmp_path, seed_papers, embedde
     assert report.added == expected - partial
     assert max(_pairs(index).values()) == 1  # no duplicates
     assert sum(_pairs(index).values()) == expected  # no gaps
+
+
+_NEAREST = textwrap.dedent("""
+    import json, sys
+    from rag.config import Settings
+    from rag.store import PaperIndex
+    index = PaperIndex(Settings(index_dir=sys.argv[1]))
+    queries = json.loads(sys.stdin.read())
+    got = index.collection.query(query_embeddings=queries, n_results=40, include=[])
+    print(json.dumps(got["ids"]))
+""")
+
+
+def test_dense_search_is_exact_and_the_same_in_every_process(seed_index, seed_settings):
+    """Chroma rebuilds a small collection's HNSW graph, with threads, in each process that
+    opens it; with its default search list the top-40 differed between processes and missed
+    true neighbours. The index's search list covers the collection: Chroma's top-40 is the
+    brute-force top-40, here and in a fresh process."""
+    import json
+
+    import numpy as np
+
+    from rag.store import EXACT_SEARCH_CHUNKS
+
+    assert seed_index.count() <= EXACT_SEARCH_CHUNKS == seed_index.search_list()
+    stored = seed_index.collection.get(include=["embeddings"], limit=seed_index.count())
+    vectors = np.asarray(stored["embeddings"], dtype=np.float64)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rng = np.random.default_rng(7)
+    # Queries near stored chunks, as a question near its abstract is, and far from all.
+    queries = np.vstack([vectors[rng.choice(len(vectors), 20)] + rng.normal(0, 0.05, (20, 384)),
+                         rng.normal(0, 1, (10, 384))])
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = [[stored["ids"][j] for j in np.argsort(-(vectors @ q))[:40]] for q in queries]
+
+    here = seed_index.collection.query(query_embeddings=queries.tolist(), n_results=40, include=[])
+    fresh = subprocess.run(
+        [sys.executable, "-c", _NEAREST, str(seed_settings.index_dir)],
+        input=json.dumps(queries.tolist()), capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert here["ids"] == exact
+    assert json.loads(fresh.stdout) == exact
+
+
+def test_search_list_follows_the_collection_size(tmp_path, seed_papers, monkeypatch):
+    """Past ``EXACT_SEARCH_CHUNKS`` the index goes back to Chroma's approximate search (an
+    exact one would cost ~1 µs per chunk per question); an index written before the setting
+    existed gets it at its next write."""
+    import hashlib
+
+    from rag import store
+
+    def embed(texts):  # deterministic vectors: this test is about Chroma's configuration
+        return [[b / 255 for b in hashlib.sha384(t.encode()).digest()] for t in texts]
+
+    index = PaperIndex(Settings(index_dir=tmp_path / "idx"), create=True)
+    index.collection.modify(configuration={"hnsw": {"ef_search": 100}})  # as older versions made it
+    index.sync(seed_papers[:3], progress=False, embed_texts=embed)
+    assert index.search_list() == store.EXACT_SEARCH_CHUNKS
+
+    monkeypatch.setattr(store, "EXACT_SEARCH_CHUNKS", index.count() + 1)
+    index.sync(seed_papers[:6], progress=False, embed_texts=embed)
+    assert index.count() > store.EXACT_SEARCH_CHUNKS
+    assert index.search_list() == store.APPROXIMATE_EF
+    reopened = PaperIndex(Settings(index_dir=tmp_path / "idx"))
+    assert reopened.search_list() == store.APPROXIMATE_EF
