@@ -29,20 +29,16 @@ from .errors import (  # noqa: E402
     RagError,
     StoreError,
 )
-from .types import Answer, AnswerSentence, Citation, Paper, Source, Status, Token  # noqa: E402
+from .types import Answer, AnswerSentence, Citation, Filters, Paper, Source, Status, Token  # noqa: E402
 
 
 
-def __getattr__(name: str):  # noqa: ANN202
-    """``Pipeline`` and ``Filters`` load on first use, so ``import rag`` stays instant."""
+def __getattr__(name: str) -> type:
+    """``Pipeline`` loads on first use, so ``import rag`` stays instant."""
     if name == "Pipeline":
         from .pipeline import Pipeline
 
         return Pipeline
-    if name == "Filters":
-        from .retrieval import Filters
-
-        return Filters
     raise AttributeError(f"module 'rag' has no attribute {name!r}")
 
 

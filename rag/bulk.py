@@ -9,7 +9,7 @@ the index with flat memory, batched commits and resumability.
    also notes each paper id's line number in an on-disk scratch table, so an id that the
    dump repeats is indexed once (its *last* record wins, with a warning) without holding
    a million ids in memory.
-2. **Stream.** The dump is registered (``PaperIndex.stream_sources``) and read again, a
+2. **Stream.** The dump is registered (``PaperIndex.streamed_dumps``) and read again, a
    batch of papers at a time. One read per batch tells which papers are already indexed
    unchanged (skipped without even being chunked); the others are chunked, only their
    missing chunks are embedded (shortest first) and added, ``ADD_BATCH`` per commit,
@@ -41,10 +41,10 @@ import ctypes
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .chunking import chunk_papers, paper_hash, paper_of
 from .config import Settings
@@ -62,7 +62,10 @@ from .store import (
 from .types import Paper
 
 if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.core.base.embeddings.base import BaseEmbedding
     from tqdm import tqdm
+
+    from .embedding import Embedder
 
 __all__ = [
     "BATCH_PAPERS",
@@ -82,7 +85,7 @@ def ingest_dump(
     settings: Settings,
     path: Path | str,
     progress: bool = True,
-    embedder: Any = None,
+    embedder: Embedder | BaseEmbedding | None = None,
     batch_papers: int = BATCH_PAPERS,
 ) -> SyncReport:
     """Stream the dump at ``path`` into the settings' index (created if needed) and
@@ -101,7 +104,7 @@ def stream_dump(
     stream_records(path)  # fails at once on a missing file, a folder or a listing
     stored = portable_path(path)
     with index.writing():
-        registered = index.registered_sources()
+        registered = index.registered_corpus_files()
         if stored in (registered or []):
             raise CorpusError(
                 f"{stored} is already a corpus source (read whole); drop it with "
@@ -111,11 +114,11 @@ def stream_dump(
         with _Scratch() as scratch:
             warnings = _check(path, scratch, progress)
             if registered is None:  # an index begun with a dump holds no default corpus
-                index.set_sources([])
-            index.set_stream_source(stored, None)
+                index.set_corpus_files([])
+            index.set_dump(stored, None)
             report = _stream(index, path, stored, scratch, max(1, batch_papers), progress)
             report.removed += _sweep(index, stored, scratch)
-        index.set_stream_source(stored, {
+        index.set_dump(stored, {
             "size": seen.st_size, "mtime_ns": seen.st_mtime_ns,
             "papers": report.papers, "chunks": report.chunks,
         })
@@ -126,7 +129,7 @@ def stream_dump(
 
 def dump_is_current(index: PaperIndex, stored: str) -> bool:
     """Whether the registered dump's last run finished and the file is unchanged since."""
-    state = index.stream_sources().get(stored)
+    state = index.streamed_dumps().get(stored)
     path = resolve_stored_path(stored)
     if not state or not path.is_file():
         return False
@@ -138,7 +141,7 @@ def refresh_dumps(index: PaperIndex, progress: bool = True) -> list[SyncReport]:
     """Bring every registered dump up to date: unchanged, finished ones cost one ``stat``
     (their report gives the recorded counts); the others are streamed again."""
     reports = []
-    for stored, state in index.stream_sources().items():
+    for stored, state in index.streamed_dumps().items():
         if dump_is_current(index, stored):
             reports.append(SyncReport(papers=state["papers"], chunks=state["chunks"], added=0,
                                       updated=0, removed=0, seconds=0.0))
@@ -152,9 +155,8 @@ def remove_dump(index: PaperIndex, stored: str) -> int:
     Unregistering comes first: if this is cut short, the next ``sync`` deletes the rest."""
     removed = 0
     with index.writing():
-        index.drop_stream_source(stored)
-        while ids := index.collection.get(where={STREAM_KEY: stored}, include=[],
-                                          limit=PAGE)["ids"]:
+        index.drop_dump(stored)
+        while ids := index.chunk_ids({STREAM_KEY: stored}, limit=PAGE):
             index.apply(WritePlan(delete=ids))
             removed += len(ids)
     return removed
@@ -246,7 +248,7 @@ def _release_freed_memory() -> None:
 
 
 @lru_cache(maxsize=1)
-def _malloc_trim():  # noqa: ANN202
+def _malloc_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
@@ -255,10 +257,8 @@ def _malloc_trim():  # noqa: ANN202
 
 def _held_chunks(index: PaperIndex, paper_ids: list[str]) -> dict[str, dict[str, dict]]:
     """``paper_id`` → {chunk id → metadata} of what the index holds for these papers."""
-    got = index.collection.get(where={"paper_id": {"$in": paper_ids}}, include=["metadatas"])
     held: dict[str, dict[str, dict]] = {}
-    for cid, meta in zip(got["ids"], got["metadatas"]):
-        meta = meta or {}
+    for cid, meta in index.metadata_of({"paper_id": {"$in": paper_ids}}).items():
         held.setdefault(meta.get("paper_id", ""), {})[cid] = meta
     return held
 
@@ -275,8 +275,7 @@ def _sweep(index: PaperIndex, stored: str, scratch: "_Scratch") -> int:
     """Delete the dump's chunks whose paper is no longer in it (noted first, so the scan's
     pages do not shift under it)."""
     offset = 0
-    while ids := index.collection.get(where={STREAM_KEY: stored}, include=[], limit=PAGE,
-                                      offset=offset)["ids"]:
+    while ids := index.chunk_ids({STREAM_KEY: stored}, limit=PAGE, offset=offset):
         offset += len(ids)
         known = scratch.known({paper_of(cid) for cid in ids})
         scratch.note_gone([cid for cid in ids if paper_of(cid) not in known])

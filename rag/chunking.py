@@ -22,6 +22,7 @@ from .corpus import normalize_title
 from .types import Paper
 
 if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.schema import TextNode
 
 #: Metadata kept on chunks but not embedded / not shown to BM25 (the title is both).
@@ -84,7 +85,7 @@ def paper_of(chunk_id: str) -> str:
     return chunk_id.rsplit("#", 1)[0]
 
 
-def make_splitter(chunk_size: int, chunk_overlap: int):  # noqa: ANN201
+def make_splitter(chunk_size: int, chunk_overlap: int) -> SentenceSplitter:
     from llama_index.core.node_parser import SentenceSplitter
 
     return SentenceSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)

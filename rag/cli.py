@@ -9,13 +9,20 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
 from .errors import RagError
 from .prompts import WITHHELD
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Settings
+    from .types import Answer
+
+T = TypeVar("T")
 
 app = typer.Typer(
     add_completion=False,
@@ -32,7 +39,7 @@ IndexDir = Annotated[
 K = Annotated[Optional[int], typer.Option("-k", "--top-k", help="Papers to retrieve.")]
 def _quiet_json(as_json: bool) -> bool:
     """``--json``: stdout is one JSON document, stderr carries no progress bars."""
-    from .models import set_quiet
+    from .console import set_quiet
 
     set_quiet(bool(as_json))
     return as_json
@@ -44,7 +51,7 @@ Mode = Annotated[
 ]
 
 
-def settings_from(**overrides):  # noqa: ANN003, ANN201
+def settings_from(**overrides: Any) -> Settings:
     """Settings from the environment plus command-line overrides (bad values: RagError)."""
     from pydantic import ValidationError
 
@@ -70,25 +77,19 @@ def fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
-def guarded(fn):  # noqa: ANN001, ANN201
-    """Run a command body, printing user errors as one line (no traceback)."""
+def guarded(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run a command body, printing user errors as one line (no traceback): the project's
+    own errors, which include a damaged index's (the store translates Chroma's failures)."""
     import functools
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return fn(*args, **kwargs)
         except RagError as exc:
             fail(str(exc))
-        except BaseException as exc:  # a panic in Chroma's Rust core is a BaseException
-            from .store import is_chroma_failure
-
-            if isinstance(exc, KeyboardInterrupt):
-                fail("interrupted; the index keeps everything committed so far (re-run to finish)")
-            if not is_chroma_failure(exc):
-                raise
-            fail(f"the index is damaged ({type(exc).__name__}: {str(exc)[:200]}); rebuild it "
-                 "with `python -m rag ingest --rebuild`")
+        except KeyboardInterrupt:
+            fail("interrupted; the index keeps everything committed so far (re-run to finish)")
 
     return wrapper
 
@@ -146,7 +147,7 @@ def search(
 ) -> None:
     """Show the papers that best match a query."""
     from .pipeline import Pipeline
-    from .retrieval import Filters
+    from .types import Filters
 
     settings = settings_from(index_dir=index_dir, top_k=k, retrieval_mode=mode)
     filters = Filters(authors=tuple(author or ()), categories=tuple(category or ()),
@@ -187,13 +188,13 @@ def sources(as_json: AsJson = False, index_dir: IndexDir = None) -> None:
 
     index = PaperIndex(settings_from(index_dir=index_dir))
     if as_json:
-        streamed = [{"source": src, "finished": bool(state)} for src, state in index.stream_sources().items()]
-        typer.echo(json.dumps({"sources": list(index.sources()), "streamed": streamed},
+        streamed = [{"source": src, "finished": bool(state)} for src, state in index.streamed_dumps().items()]
+        typer.echo(json.dumps({"sources": list(index.corpus_files()), "streamed": streamed},
                               ensure_ascii=False, indent=2))
         return
-    for src in index.sources():
+    for src in index.corpus_files():
         typer.echo(src)
-    for src, state in index.stream_sources().items():
+    for src, state in index.streamed_dumps().items():
         typer.echo(f"{src}  (streamed{'' if state else ', unfinished: re-run ingest'})")
 
 
@@ -252,16 +253,16 @@ def ask(
 CONVERSATION_TURNS = 10
 
 
-def conversation_file(settings) -> Path:  # noqa: ANN001
+def conversation_file(settings: Settings) -> Path:
     """Where ``ask`` keeps the conversation that ``ask --continue`` continues."""
     return Path(settings.model_cache_dir).expanduser() / "conversation.json"
 
 
-def _index_location(settings) -> str:  # noqa: ANN001
+def _index_location(settings: Settings) -> str:
     return settings.chroma_url or str(Path(settings.index_dir).expanduser().resolve())
 
 
-def load_conversation(settings) -> list[tuple[str, str]]:  # noqa: ANN001
+def load_conversation(settings: Settings) -> list[tuple[str, str]]:
     """The saved conversation's ``(question, answer)`` turns, for ``ask --continue``."""
     from .errors import ConfigError
 
@@ -281,10 +282,10 @@ def load_conversation(settings) -> list[tuple[str, str]]:  # noqa: ANN001
     return turns
 
 
-def save_conversation(settings, turns: list[tuple[str, str]]) -> None:  # noqa: ANN001
+def save_conversation(settings: Settings, turns: list[tuple[str, str]]) -> None:
     """Keep the last ``CONVERSATION_TURNS`` turns (``atomic_json``: an interrupted write leaves
     the previous conversation whole)."""
-    from .models import atomic_json
+    from .generation.models import atomic_json
 
     path = conversation_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -314,8 +315,8 @@ def eval_(
     """Evaluate answers on the question set: retrieval, citations, faithfulness, refusals."""
     from .config import QUESTIONS, WORK_DIR
     from .errors import ConfigError
-    from .evaluate import compare_runs, run_eval
-    from .metrics import DEFINITIONS, format_value
+    from .evaluation.metrics import DEFINITIONS, format_value
+    from .evaluation.run import compare_runs, run_eval
 
     if compare:
         if as_json:
@@ -364,8 +365,8 @@ def eval_judge(
 ) -> None:
     """Measure the evaluation's judge against hand-labelled (question, claim, evidence) pairs."""
     from .config import JUDGE_PAIRS, REPORTS_DIR
-    from .evaluate import make_judge
-    from .judge_check import check_judge, format_report, load_pairs
+    from .evaluation.judge import check_judge, format_report, load_pairs
+    from .evaluation.run import make_judge
     from .pipeline import Pipeline
     from .store import portable_path
 
@@ -392,7 +393,7 @@ def calibrate_(
     as_json: AsJson = False,
 ) -> None:
     """Fit the answer-or-refuse classifier for a model on the dev split (cross-validated)."""
-    from .calibrate import calibrate, refit
+    from .evaluation.calibrate import calibrate, refit
     from .config import QUESTIONS, REPORTS_DIR
 
     settings = settings_from(index_dir=index_dir, model=model)
@@ -416,7 +417,7 @@ def eval_retrieval(
 ) -> None:
     """Score retrieval alone (no model): recall@k and MRR for dense, BM25 and hybrid."""
     from .config import QUESTIONS
-    from .evaluate import format_retrieval, retrieval_eval
+    from .evaluation.run import format_retrieval, retrieval_eval
 
     settings = settings_from(index_dir=index_dir)
     result = retrieval_eval(settings, questions or QUESTIONS, k=k)
@@ -434,7 +435,7 @@ def bench(
 ) -> None:
     """Measure ingest, search, generation, answers, a cold `ask` and app start, each against
     its baseline; figures with a target are marked as meeting or missing it."""
-    from . import bench as benchmarks
+    from .evaluation import bench as benchmarks
 
     settings = settings_from(index_dir=index_dir)
     results = benchmarks.run(settings, quick=quick, only=only, scale=scale, out=out,
@@ -465,7 +466,7 @@ def serve_model(
     """Serve the local model over an OpenAI-compatible API that several app instances share
     (point them at it with RAG_OPENAI_URL=http://HOST:PORT/v1). A --host other than loopback
     needs RAG_OPENAI_API_KEY, or --no-auth."""
-    from .model_server import serve
+    from .generation.server import serve
 
     serve(settings_from(model=model, device=device), host=host, port=port,
           echo=lambda m: typer.echo(m, err=True), no_auth=no_auth)
@@ -485,7 +486,7 @@ def mcp_(
     serve(settings_from(index_dir=index_dir, model=model, device=device))
 
 
-def format_answer(answer) -> str:  # noqa: ANN001
+def format_answer(answer: Answer) -> str:
     """The verified answer and its references, as plain text."""
     lines = [answer.text, ""]
     if answer.outcome == "not_found" and answer.sources:

@@ -17,9 +17,9 @@ working folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
                                TomlConfigSettingsSource)
 
@@ -275,7 +275,7 @@ class Settings(BaseSettings):
 
     @field_validator("chunk_overlap")
     @classmethod
-    def _overlap_below_size(cls, v: int, info) -> int:  # noqa: ANN001
+    def _overlap_below_size(cls, v: int, info: ValidationInfo) -> int:
         size = info.data.get("chunk_size", 200)
         if v >= size:
             raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_size ({size})")
@@ -292,7 +292,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings,
                 *([TomlConfigSettingsSource(settings_cls, toml_file=files)] if files else []))
 
-    def with_overrides(self, **changes) -> "Settings":  # noqa: ANN003
+    def with_overrides(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (``None`` values are ignored)."""
         data = self.model_dump()
         data.update({k: v for k, v in changes.items() if v is not None})

@@ -1,11 +1,15 @@
 """The sentence embedder: the bundled all-MiniLM-L6-v2 by default, on the GPU when present.
 
-Wrapped in llama-index's ``HuggingFaceEmbedding`` so every llama-index component gets it
-explicitly (llama-index would otherwise fall back to OpenAI). Loaded lazily, once per
+One :class:`Embedder` per pipeline, handed to the store (documents), the retriever
+(questions) and verification (answer sentences). Documents go through llama-index's
+``HuggingFaceEmbedding`` (sentence-transformers on torch), which every llama-index
+component gets explicitly (llama-index would otherwise fall back to OpenAI); questions and
+answer sentences on CPU through the ONNX Runtime export of the same model
+(``rag.query_encoder``: same vectors, a fraction of the time). Models load lazily, once per
 process and settings, because importing sentence-transformers alone takes seconds.
 
->>> emb = load_embedder(Settings())                       # doctest: +SKIP
->>> len(emb.get_query_embedding("sparse attention"))      # doctest: +SKIP
+>>> embedder = Embedder(Settings())                       # doctest: +SKIP
+>>> len(embedder.embed_query("sparse attention"))         # doctest: +SKIP
 384
 """
 
@@ -17,11 +21,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .compute_thread import run_on_compute_thread
 from .config import DEFAULT_EMBEDDER, Settings
+from .devices import device_plan
 from .errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    from .query_encoder import OnnxEncoder
 
 _LOCK = threading.Lock()
 #: On CUDA, documents are embedded in half precision, at least this many at a time: ingest
@@ -51,20 +60,6 @@ def embedder_slug(spec: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "embedder"
 
 
-def pick_embed_device(requested: str) -> str:
-    """``auto`` → cuda, then mps, then cpu; ``cuda``/``mps`` only when this machine has it
-    (``ModelError`` saying what to use otherwise, as the generator's device choice does)."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    if requested == "cuda" and not cuda or requested == "mps" and not mps:
-        raise ModelError(f"device '{requested}' is not available here; use device 'auto' or 'cpu'")
-    if requested != "auto":
-        return requested
-    return "cuda" if cuda else "mps" if mps else "cpu"
-
-
 def embed_options(device: str, batch_size: int) -> dict:
     """``HuggingFaceEmbedding`` arguments for ``device``: fp16 weights and batches of at least
     :data:`GPU_BATCH` on CUDA; elsewhere fp32 and ``batch_size``. (On CPU, ingest stays on
@@ -87,7 +82,7 @@ def _load(spec: str, device: str, batch_size: int) -> "HuggingFaceEmbedding":
     with _LOCK:
         from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-        path, device = embedder_path(spec), pick_embed_device(device)
+        path, device = embedder_path(spec), device_plan(device).device
         try:
             return HuggingFaceEmbedding(model_name=path, device=device, normalize=True,
                                         **embed_options(device, batch_size))
@@ -96,3 +91,72 @@ def _load(spec: str, device: str, batch_size: int) -> "HuggingFaceEmbedding":
                 f"Cannot load the embedder {spec!r}: {exc}. Pass a local folder, or use "
                 f"the bundled default {DEFAULT_EMBEDDER!r}."
             ) from exc
+
+
+class Embedder:
+    """The embedder of ``settings``, or of ``model`` (a llama-index embedding given instead,
+    e.g. one that built an index of one's own: then it embeds everything)."""
+
+    def __init__(self, settings: Settings, model: BaseEmbedding | None = None) -> None:
+        self.settings = settings
+        self._model = model
+        self._fast: OnnxEncoder | None | bool = None  # False: looked, none applies
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, settings: Settings, embedder: Embedder | BaseEmbedding | None) -> Embedder:
+        """``embedder`` itself, or an ``Embedder`` of it (of the settings' model for ``None``)."""
+        return embedder if isinstance(embedder, Embedder) else cls(settings, embedder)
+
+    @property
+    def model(self) -> BaseEmbedding:
+        """The llama-index embedding that embeds documents (loaded on first use)."""
+        if self._model is None:
+            self._model = load_embedder(self.settings)
+        return self._model
+
+    @property
+    def fast_encoder(self) -> OnnxEncoder | None:
+        """The ONNX Runtime export (``rag.query_encoder``), where it applies: turned on
+        (``onnx_queries``), on CPU, and the settings' own local model (another model given to
+        this embedder built the index: its vectors are the only match)."""
+        with self._lock:
+            if self._fast is None:
+                self._fast = self._load_fast() or False
+        return self._fast or None
+
+    def _load_fast(self) -> OnnxEncoder | None:
+        settings = self.settings
+        if not settings.onnx_queries:
+            return None
+        folder = Path(embedder_path(settings.embed_model))
+        given = self._model
+        if given is not None and getattr(given, "model_name", None) != str(folder):
+            return None
+        if given is not None:
+            from llama_index.embeddings.huggingface import HuggingFaceEmbedding  # imported: it was given
+
+            if not isinstance(given, HuggingFaceEmbedding):
+                return None
+        if device_plan(settings.device).device != "cpu":
+            return None
+        from .query_encoder import load_query_encoder
+
+        return load_query_encoder(folder, Path(settings.model_cache_dir) / "embedders")
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors of chunks to index: torch, batched, on the compute thread."""
+        return run_on_compute_thread(self.model.get_text_embedding_batch, texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        """A question's vector: ONNX Runtime on CPU where it applies, else torch."""
+        if encoder := self.fast_encoder:
+            return encoder(text)
+        return run_on_compute_thread(self.model.get_query_embedding, text)
+
+    def embed_short(self, texts: list[str]) -> list[list[float]]:
+        """Vectors of a few short texts (answer sentences), by the fastest path."""
+        if encoder := self.fast_encoder:
+            return encoder.embed(texts)
+        return run_on_compute_thread(self.model.get_text_embedding_batch, texts)
+

@@ -20,18 +20,24 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Settings
 from .errors import CorpusError, StoreError
 from .store import PaperIndex, SyncReport, portable_path, resolve_stored_path
 
+if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+
+    from .embedding import Embedder
+
 
 def corpus_paths(index: PaperIndex, settings: Settings, extra: Sequence[Path] = ()) -> list[str]:
     """The registered corpus sources plus ``extra`` (portable, de-duplicated, in order)."""
-    registered = index.registered_sources()
+    registered = index.registered_corpus_files()
     if registered is None:  # never registered: the settings' default corpus
         registered = [portable_path(p) for p in settings.corpus]
-    streams = index.stream_sources()
+    streams = index.streamed_dumps()
     for path in extra:
         if not Path(path).exists():
             raise CorpusError(f"{path}: no such file or folder. Check the path and try again.")
@@ -50,7 +56,7 @@ def ingest(
     rebuild: bool = False,
     remove: Sequence[Path | str] = (),
     progress: bool = True,
-    embedder=None,  # noqa: ANN001
+    embedder: Embedder | BaseEmbedding | None = None,
 ) -> SyncReport:
     """Add ``paths`` to the corpus (if any) and bring the index in line with it: the
     corpus sources are read whole and synced, then registered dumps are brought up to date
@@ -62,7 +68,7 @@ def ingest(
         _drop_index(settings)
     index = PaperIndex(settings, embedder=embedder, create=True)
     sources = corpus_paths(index, settings, [Path(p) for p in paths])
-    streams = list(index.stream_sources())
+    streams = list(index.streamed_dumps())
     dropped = []
     for path in remove:
         stored = portable_path(Path(path))
@@ -90,7 +96,7 @@ def ingest(
         raise CorpusError("The corpus holds no paper; add files with `python -m rag ingest PATH`.")
     removed = sum(remove_dump(index, stored) for stored in dropped)
     report = index.sync(corpus.papers, progress=progress)
-    index.set_sources(sources)
+    index.set_corpus_files(sources)
     report.removed += removed
     report.warnings = list(corpus.warnings)
     for dump in refresh_dumps(index, progress=progress):

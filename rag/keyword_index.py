@@ -25,11 +25,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    import Stemmer
+    from llama_index.core.schema import TextNode
+
     from .config import Settings
-    from .store import PaperIndex
 
 __all__ = ["KeywordIndex", "build", "carry_over", "keyword_dir", "load", "load_or_build", "save"]
 
@@ -38,6 +40,12 @@ log = logging.getLogger(__name__)
 FOLDER = "keyword"
 STAMP = "citewise-keyword.json"  # written last: a folder without it is incomplete
 SHOWN_BUILD = 50_000  # chunks from which building shows progress (more than ~2 s)
+
+
+class Chunks(Protocol):
+    """What a keyword index is built from: the index's chunks (``rag.store.PaperIndex``)."""
+
+    def chunk_nodes(self) -> list[TextNode]: ...
 
 
 #: How llama-index's ``BM25Retriever`` splits a query into words (its default), kept here
@@ -66,7 +74,7 @@ class KeywordIndex(NamedTuple):
         return [(self.chunk_ids[int(i)], float(s)) for i, s in zip(indexes[0], scores[0]) if s > 0]
 
 
-def _stemmer():  # noqa: ANN202 - Stemmer.Stemmer
+def _stemmer() -> Stemmer.Stemmer:
     import Stemmer
 
     return Stemmer.Stemmer("english")
@@ -87,7 +95,7 @@ def key_of(version: str, count: int) -> str:
     return hashlib.sha256(f"{version}|{count}".encode()).hexdigest()[:20]
 
 
-def build(index: PaperIndex) -> KeywordIndex | None:
+def build(index: Chunks) -> KeywordIndex | None:
     """The keyword index of every chunk ``index`` holds now (``None`` when it is empty),
     tokenised by llama-index's ``BM25Retriever`` (English stop words and stemming)."""
     nodes = index.chunk_nodes()
@@ -95,7 +103,7 @@ def build(index: PaperIndex) -> KeywordIndex | None:
         return None
     from llama_index.retrievers.bm25 import BM25Retriever
 
-    from .models import is_quiet
+    from .console import is_quiet
 
     retriever = BM25Retriever.from_defaults(
         nodes=nodes, stemmer=_stemmer(), language="english", token_pattern=TOKEN_PATTERN,
@@ -173,7 +181,7 @@ def load(folder: Path, version: str, count: int) -> KeywordIndex | None:
     return KeywordIndex(bm25, chunk_ids)
 
 
-def load_or_build(index: PaperIndex, settings: Settings, version: str, count: int) -> KeywordIndex | None:
+def load_or_build(index: Chunks, settings: Settings, version: str, count: int) -> KeywordIndex | None:
     """The keyword index of ``index`` at ``version``/``count``: loaded when saved, else built
     and saved (when the folder can be written) for the next process."""
     folder = keyword_dir(settings)
@@ -182,7 +190,7 @@ def load_or_build(index: PaperIndex, settings: Settings, version: str, count: in
     return build_and_save(index, folder, version, count)
 
 
-def build_and_save(index: PaperIndex, folder: Path | None, version: str, count: int) -> KeywordIndex | None:
+def build_and_save(index: Chunks, folder: Path | None, version: str, count: int) -> KeywordIndex | None:
     """The keyword index of ``index``, built now and saved as ``version``/``count`` under
     ``folder`` (unless ``None``); a folder that cannot be written is logged, not raised."""
     keyword = build(index)

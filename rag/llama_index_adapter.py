@@ -27,15 +27,21 @@ from typing import Any
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.base.llms.types import CompletionResponse, CompletionResponseGen, LLMMetadata
 from llama_index.core.base.response.schema import Response
 from llama_index.core.callbacks import CallbackManager
+from llama_index.core.llms import CustomLLM
+from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from pydantic import PrivateAttr
 
+from .generation import Generator
 from .pipeline import Pipeline
-from .retrieval import Filters
-from .types import Answer, Source
+from .types import Answer, Filters, Source
 
-__all__ = ["CitewiseQueryEngine", "CitewiseRetriever", "local_llm", "source_node", "to_response"]
+__all__ = ["CitewiseQueryEngine", "CitewiseRetriever", "LocalLLM", "local_llm", "source_node", "to_response"]
+
+CONTEXT_WINDOW = 32768  # what LocalLLM tells llama-index (the prompts stay far below)
 
 
 def source_node(source: Source) -> NodeWithScore:
@@ -53,7 +59,7 @@ def source_node(source: Source) -> NodeWithScore:
 class CitewiseRetriever(BaseRetriever):
     """citewise's hybrid retrieval (``Pipeline.search``) behind llama-index's retriever
     interface: ``k`` papers, best first, one node each. ``mode`` is hybrid, dense or bm25;
-    ``filters`` a ``rag.retrieval.Filters`` (dates, upvotes...)."""
+    ``filters`` a ``rag.types.Filters`` (dates, authors, categories, papers)."""
 
     def __init__(self, pipeline: Pipeline, k: int | None = None, mode: str | None = None,
                  filters: Filters | None = None, callback_manager: CallbackManager | None = None):
@@ -84,13 +90,47 @@ class CitewiseQueryEngine(BaseQueryEngine):
         return await asyncio.to_thread(self._query, query_bundle)
 
 
-def local_llm(pipeline: Pipeline) -> Any:
+class LocalLLM(CustomLLM):
+    """A citewise generator behind llama-index's LLM interface (completion and streaming):
+    the prompt goes in as one user message, the generator applies its chat template."""
+
+    context_window: int = CONTEXT_WINDOW
+    num_output: int = 160
+    model_name: str = "local"
+    _generator: Generator = PrivateAttr()
+
+    def __init__(self, generator: Generator, num_output: int = 160, **kwargs: Any):
+        super().__init__(num_output=num_output, model_name=str(getattr(generator, "name", "local")), **kwargs)
+        self._generator = generator
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(context_window=self.context_window, num_output=self.num_output,
+                           model_name=self.model_name)
+
+    def _messages(self, prompt: str) -> list[dict]:
+        return [{"role": "user", "content": prompt}]
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return CompletionResponse(text="".join(self._generator.stream(self._messages(prompt), self.num_output)))
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        def gen() -> CompletionResponseGen:
+            text = ""
+            for piece in self._generator.stream(self._messages(prompt), self.num_output):
+                text += piece
+                yield CompletionResponse(text=text, delta=piece)
+
+        return gen()
+
+
+def local_llm(pipeline: Pipeline) -> LocalLLM:
     """The pipeline's local model as a llama-index ``LLM`` (completion and streaming), for
     llama-index components that need one, e.g. ``RetrieverQueryEngine`` around
     ``CitewiseRetriever``: nothing then defaults to a hosted model."""
-    from .baseline import local_llm as wrap
-
-    return wrap(pipeline.generator, pipeline.settings.max_new_tokens)
+    return LocalLLM(pipeline.generator, num_output=pipeline.settings.max_new_tokens)
 
 
 def to_response(answer: Answer) -> Response:

@@ -164,19 +164,13 @@ class Citewise:
 
 @contextmanager
 def user_errors(error: type[Exception]) -> Iterator[None]:
-    """``RagError`` (and a damaged index's Chroma failure) re-raised as ``error`` with a
-    user-facing message, so the client gets the message and the server keeps running."""
+    """``RagError`` (a damaged index included: the store translates Chroma's failures)
+    re-raised as ``error`` with a user-facing message, so the client gets the message and the
+    server keeps running."""
     try:
         yield
     except RagError as exc:
         raise error(str(exc)) from None
-    except BaseException as exc:  # a panic in Chroma's Rust core is a BaseException
-        from .store import is_chroma_failure
-
-        if not is_chroma_failure(exc):
-            raise
-        raise error(f"The index is damaged ({type(exc).__name__}); rebuild it with "
-                    "`python -m rag ingest --rebuild`.") from None
 
 
 def build_server(settings: Settings) -> MCPServer:
@@ -240,7 +234,7 @@ def build_server(settings: Settings) -> MCPServer:
 
 def serve(settings: Settings) -> None:
     """Serve MCP over stdio until the client closes the connection."""
-    from .models import set_quiet
+    from .console import set_quiet
 
     set_quiet(True)  # stdout is the transport: no progress bar may reach it
     build_server(settings).run("stdio")

@@ -17,24 +17,31 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .answer_checks import QuestionShape, has_value
-from .citations import citations_removed, verify_answer
+from .citations import Judge, Verified, citations_removed, verify_answer
 from .composition import candidates, compose, lead_sentences, marked, rival
 from .config import Settings
 from .conversation import (clean_question, follow_up_focus, follow_up_subject, previous_answer, repeats,
                            standalone_question)
+from .embedding import Embedder
 from .evidence import Embed, cached_embed, pool_evidence
 from .injection import trusted_sources
 from .prompts import DISAGREEMENT, NOT_FOUND, REFUSAL, RELATED, answer_messages, judge_messages
 from .refusal import RefusalModel, load_refusal_model, rarest_missing, weighted_coverage
-from .retrieval import Filters, Retriever
+from .retrieval import Retriever
 from .sentences import content_terms
 from .short_answers import expand_short_answer, yes_no_evidence
 from .types import NOT_FOUND as NOT_IN_PAPERS
 from .types import RELATED as RELATED_ONLY
-from .types import Answer, Source, Status, Token
+from .types import Answer, Filters, Source, Status, Token
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+
+    from .generation import Generator
+    from .store import PaperIndex
 
 Event = Status | Token | Answer
 RELATED_SENTENCES = 2  # evidence sentences quoted when papers are related but nothing was verified
@@ -47,13 +54,15 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings | None = None,
-        generator: Any = None,
-        embedder: Any = None,
-        index: Any = None,
+        generator: Generator | None = None,
+        embedder: Embedder | BaseEmbedding | None = None,
+        index: PaperIndex | None = None,
     ):
         self.settings = settings or Settings()
         self._generator = generator
-        self._embedder = embedder
+        if embedder is None and index is not None:
+            embedder = index.embedder
+        self.embedder = Embedder.of(self.settings, embedder)  # the index's, the retriever's, verification's
         self._index = index
         self._retriever: Retriever | None = None
         self._refusal_model: RefusalModel | None | bool = None
@@ -61,12 +70,12 @@ class Pipeline:
 
     # --- lazily built parts ----------------------------------------------------------------
     @property
-    def index(self):  # noqa: ANN201
+    def index(self) -> PaperIndex:
         with self._lock:
             if self._index is None:
                 from .store import PaperIndex
 
-                self._index = PaperIndex(self.settings, embedder=self._embedder)
+                self._index = PaperIndex(self.settings, embedder=self.embedder)
             return self._index
 
     @property
@@ -74,11 +83,11 @@ class Pipeline:
         index = self.index
         with self._lock:
             if self._retriever is None:
-                self._retriever = Retriever(index, self.settings, self._embedder)
+                self._retriever = Retriever(index, self.settings, self.embedder)
             return self._retriever
 
     @property
-    def generator(self):  # noqa: ANN201
+    def generator(self) -> Generator:
         with self._lock:
             if self._generator is None:
                 from .generation import make_generator
@@ -91,9 +100,8 @@ class Pipeline:
         than on the first question."""
         self.retriever.embed_query("warm up")
         self.retriever.bm25("warm up", 1, Filters())
-        load = getattr(self.generator, "load", None) if model else None
-        if load:
-            load()
+        if model:
+            self.generator.load()
 
     # --- API ---------------------------------------------------------------------------------
     def search(
@@ -144,7 +152,7 @@ class Pipeline:
         lines = pool_evidence(focus, sources, self.settings.evidence_sentences)
         messages = answer_messages(query, lines)
         generator = self.generator
-        if not getattr(generator, "is_loaded", True):  # e.g. the app still loading it
+        if not generator.is_loaded:  # e.g. the app still loading it
             yield Status("loading", generator.name)
         yield Status("generating", generator.name)
         t1 = time.perf_counter()
@@ -227,8 +235,8 @@ class Pipeline:
                       outcome=RELATED_ONLY, refusal_reason=reason, citations=quoted.citations,
                       sentences=quoted.sentences, sources=sources)
 
-    def _with_rival(self, query: str, final, sources: list[Source],  # noqa: ANN001, ANN202
-                    embed: Embed | None):
+    def _with_rival(self, query: str, final: Verified, sources: list[Source],
+                    embed: Embed | None) -> tuple[Verified, list[int]]:
         """``final`` with another paper's differing value added when two sources disagree on
         what the question asks (``rag.composition.rival``), and the two source numbers."""
         number = final.citations[0].number
@@ -254,7 +262,7 @@ class Pipeline:
             return "the answer does not address the question"
         return None
 
-    def _features(self, query: str, sources: list[Source], final, lead: bool,  # noqa: ANN001
+    def _features(self, query: str, sources: list[Source], final: Verified, lead: bool,
                   degenerate: bool, embed: Embed | None) -> dict[str, float]:
         """The refusal classifier's inputs (``rag.refusal``)."""
         import numpy as np
@@ -300,7 +308,7 @@ class Pipeline:
         composed answer, the question): each text is embedded once."""
         return cached_embed(self._embed())
 
-    def _verify(self, text: str, sources: list[Source], embed: Embed | None = None):  # noqa: ANN202
+    def _verify(self, text: str, sources: list[Source], embed: Embed | None = None) -> Verified:
         return verify_answer(text, sources, self.settings.min_support, embed=embed or self._embed(),
                              judge=self._judge())
 
@@ -308,13 +316,13 @@ class Pipeline:
         return Answer(question=question, text=REFUSAL, refused=True, outcome=NOT_IN_PAPERS,
                       refusal_reason=reason, sources=sources)
 
-    def _embed(self):  # noqa: ANN202
+    def _embed(self) -> Embed | None:
         if not self.settings.semantic_support:
             return None
-        retriever = self.retriever
-        return lambda texts: retriever.embed_texts(list(texts))
+        embedder = self.embedder
+        return lambda texts: embedder.embed_short(list(texts))
 
-    def _judge(self):  # noqa: ANN202
+    def _judge(self) -> Judge | None:
         if self.settings.judge != "generator":
             return None
         generator = self.generator

@@ -12,7 +12,7 @@ load: a stale or damaged export is rebuilt, and any failure falls back to torch.
 It applies to local sentence-transformers folders (the bundled MiniLM) with mean pooling
 and normalisation, on CPU. Ingest keeps embedding with torch (batched, length-sorted).
 
->>> encoder = load_query_encoder(Settings())                 # doctest: +SKIP
+>>> encoder = load_query_encoder(Path(embedder_path(DEFAULT_EMBEDDER)), cache)  # doctest: +SKIP
 >>> len(encoder("sparse attention for long documents"))      # doctest: +SKIP
 384
 """
@@ -25,13 +25,10 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .compute_thread import run_on_compute_thread
-from .config import Settings
-from .embedding import embedder_path, pick_embed_device
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _PROBE = "Sparse mixture-of-experts layers route each token to 2 of 64 experts."
@@ -76,25 +73,17 @@ class OnnxEncoder:
         return vecs.tolist()
 
 
-def load_query_encoder(settings: Settings, embedder: Any = None) -> OnnxEncoder | None:
-    """The ONNX encoder for ``settings.embed_model``, or ``None`` where it does not apply
-    (setting off, not on CPU, not a local mean-pooling model, or an injected ``embedder``
-    that is not the settings' own model)."""
-    if not settings.onnx_queries:
-        return None
-    folder = Path(embedder_path(settings.embed_model))
-    if embedder is not None and (
-        getattr(embedder, "model_name", None) != str(folder) or not hasattr(embedder, "_model")
-    ):
-        return None  # a custom embedder built the index: its vectors are the only match
+def load_query_encoder(folder: Path, cache_dir: Path) -> OnnxEncoder | None:
+    """The ONNX encoder of the sentence-transformers model in ``folder``, exported once into
+    ``cache_dir``; ``None`` when the model is not a local mean-pooling one (or the export
+    fails, with a warning). Whether it should be used is ``rag.embedding.Embedder``'s call."""
     shape = _model_shape(folder)
-    if shape is None or pick_embed_device(settings.device) != "cpu":
+    if shape is None:
         return None
-    cache = Path(settings.model_cache_dir) / "embedders"
-    key = (str(cache), _fingerprint(folder))
+    key = (str(cache_dir), _fingerprint(folder))
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _build(folder, cache / key[1], *shape)
+            _CACHE[key] = _build(folder, cache_dir / key[1], *shape)
         return _CACHE[key]
 
 
@@ -165,7 +154,8 @@ def _export(folder: Path, graph: Path, reference: Path) -> None:
             super().__init__()
             self.encoder = encoder
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001, ANN201
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    token_type_ids: torch.Tensor) -> torch.Tensor:
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                                 token_type_ids=token_type_ids).last_hidden_state
 

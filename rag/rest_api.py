@@ -15,17 +15,19 @@ after repeated wrong passwords. A bad request gets status 422 and ``{"detail": "
 
 import json
 import logging
-from collections.abc import Iterator
-from dataclasses import replace
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
-from .errors import RagError
-from .types import Answer, Status, Token
+from .errors import QuestionError, RagError
+from .types import Answer, Filters, Status, Token
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ui import ChatUI, Login
 
 __all__ = ["AskRequest", "create_api"]
 
@@ -72,12 +74,12 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def create_api(ui, login=None) -> FastAPI:  # noqa: ANN001
+def create_api(ui: "ChatUI", login: "Login | None" = None) -> FastAPI:
     """The API over the app's handlers ``ui`` (a ``rag.ui.ChatUI``: its pipeline views, and
     its ``ready`` event, which questions wait for while the app is still loading). ``login``:
     the app's ``rag.ui.Login``, or ``None`` for no login. Mount the Gradio app on the
     returned ``FastAPI`` after it (``gr.mount_gradio_app(api, demo, path="/")``)."""
-    from .ui import check_k, parse_filters, question_problem
+    from .ui import check_k, question_problem
 
     basic = HTTPBasic(auto_error=False, description="The app's login (CITEWISE_USER / CITEWISE_PASSWORD).")
 
@@ -100,20 +102,16 @@ def create_api(ui, login=None) -> FastAPI:  # noqa: ANN001
         if ui.ready is not None:
             ui.ready.wait()
 
-    def filters(date_from: str | None, date_to: str | None, **more: Any):  # noqa: ANN202
+    def filters(date_from: str | None, date_to: str | None, **more: Any) -> Filters:
         try:
-            chosen = parse_filters(date_from, date_to)
-        except ValueError as exc:
-            message = str(exc)
-            if "date" not in message:  # the calendar's own words, e.g. "month must be in 1..12"
-                message = f"date_from/date_to is not a real date ({message}); use YYYY-MM-DD or YYYY."
-            raise _unprocessable(message) from None
-        return replace(chosen, **more)
+            return Filters(date_from=date_from, date_to=date_to, **more)
+        except QuestionError as exc:
+            raise _unprocessable(str(exc)) from None
 
     @api.post("/api/ask", summary="Answer a question, every claim cited",
               responses={200: {"description": f"{STREAM_DOC} Without: {ANSWER_DOC}",
                                "content": {"text/event-stream": {}, "application/json": {}}}})
-    def ask(request: AskRequest):  # noqa: ANN202
+    def ask(request: AskRequest):  # noqa: ANN202 - FastAPI would read a return type as a response model
         problem = question_problem(request.question)
         if problem:
             raise _unprocessable(problem)
@@ -173,7 +171,8 @@ def create_api(ui, login=None) -> FastAPI:  # noqa: ANN001
     return api
 
 
-def _events(ui, wait_ready, request: AskRequest, history: list, chosen) -> Iterator[str]:  # noqa: ANN001
+def _events(ui: "ChatUI", wait_ready: Callable[[], None], request: AskRequest, history: list,
+            chosen: Filters) -> Iterator[str]:
     """The server-sent events of one answer (run by the server in a worker thread; a client
     that goes away closes this generator, which stops the generation)."""
     try:

@@ -21,121 +21,19 @@ Chroma lets through, rather than each chunk's metadata being checked in Python.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Any, get_args
+from collections.abc import Callable
+from typing import TYPE_CHECKING, get_args
 
 from .chunking import paper_of
-from .compute_thread import run_on_compute_thread
 from .config import RetrievalMode, Settings
+from .embedding import Embedder
 from .errors import QuestionError
 from .keyword_index import KeywordIndex, load_or_build
-from .store import PaperIndex, paper_from_metadata
-from .types import Source
+from .store import PaperIndex, paper_from_metadata, where_clause
+from .types import Filters, Source
 
-
-@dataclass(frozen=True)
-class Filters:
-    """Optional restrictions on which papers may be retrieved; every one given must hold.
-
-    ``categories`` and ``authors`` match papers listing *any* of the values (a paper may
-    have several, e.g. "cs.LG stat.ML"); categories ignore case, author names ignore case,
-    accents and punctuation. A plain string is accepted for either. Dates take
-    ``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY`` (``date_from="2021", date_to="2021"`` is the
-    year 2021); papers without a date drop out.
-
-    >>> f = Filters(categories="cs.LG stat.ML", authors="A. Name", date_from="2021")
-    >>> f.categories, f.authors, f.is_empty()
-    (('cs.LG', 'stat.ML'), ('A. Name',), False)
-    """
-
-    paper_ids: tuple[str, ...] = ()
-    date_from: str | None = None  # inclusive
-    date_to: str | None = None  # inclusive
-    categories: tuple[str, ...] = ()  # any of these
-    authors: tuple[str, ...] = ()  # any of these names
-
-    def __post_init__(self) -> None:
-        cats = (self.categories,) if isinstance(self.categories, str) else self.categories
-        object.__setattr__(self, "categories",  # "cs.LG stat.ML" or "cs.LG,stat.ML": two
-                           tuple(c for item in cats for c in item.replace(",", " ").split()))
-        if isinstance(self.authors, str):
-            object.__setattr__(self, "authors", (self.authors,))
-        for name in ("paper_ids", "authors"):  # lists from callers stay hashable
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        start = _date_int(self.date_from, end=False) if self.date_from else None
-        end = _date_int(self.date_to, end=True) if self.date_to else None
-        if start is not None and end is not None and start > end:
-            raise QuestionError(f"The date range is reversed: from {self.date_from} is after to "
-                                f"{self.date_to}; swap them.")
-
-    def is_empty(self) -> bool:
-        return not (self.paper_ids or self.date_from or self.date_to or self.categories
-                    or self.authors)
-
-    def to_llama(self):  # noqa: ANN201
-        """llama-index ``MetadataFilters`` (``None`` when empty). Categories and authors
-        use the ``any`` operator on list metadata; :meth:`to_chroma` translates them for
-        Chroma (llama-index's own Chroma translation has no list operator), which
-        evaluates the filters for dense and BM25 search alike."""
-        from llama_index.core.vector_stores import (
-            FilterCondition,
-            FilterOperator,
-            MetadataFilter,
-            MetadataFilters,
-        )
-
-        parts = []
-        if self.paper_ids:
-            parts.append(MetadataFilter(key="paper_id", value=list(self.paper_ids), operator=FilterOperator.IN))
-        if self.date_from:
-            parts.append(MetadataFilter(key="published_int", value=_date_int(self.date_from, end=False), operator=FilterOperator.GTE))
-        if self.date_to:
-            parts.append(MetadataFilter(key="published_int", value=_date_int(self.date_to, end=True), operator=FilterOperator.LTE))
-        if self.categories:
-            cats = list(dict.fromkeys(c.casefold() for c in self.categories))
-            parts.append(MetadataFilter(key="category_keys", value=cats,
-                                        operator=FilterOperator.ANY))
-        if self.authors:
-            from .chunking import author_key
-
-            names = list(dict.fromkeys(k for k in map(author_key, self.authors) if k))
-            if not names:
-                raise QuestionError("The author filter is empty; type an author's name.")
-            parts.append(MetadataFilter(key="author_keys", value=names,
-                                        operator=FilterOperator.ANY))
-        return MetadataFilters(filters=parts, condition=FilterCondition.AND) if parts else None
-
-    def to_chroma(self) -> dict | None:
-        """The same restrictions as a Chroma ``where`` clause (``None`` when empty)."""
-        if self.is_empty():  # the common case imports no llama-index
-            return None
-        from .store import chroma_where
-
-        return chroma_where(self.to_llama())
-
-
-def _date_int(value: str, end: bool) -> int:
-    """``2023-05-01`` → 20230501; a bare year or ``YYYY-MM`` is its first (or, as an end,
-    last) day: ``_date_int("2024-02", end=True)`` is 20240229."""
-    import calendar
-    from datetime import date
-
-    text = value.strip()
-    if len(text) == 8 and text.isdigit():  # 20230501
-        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
-    parts = text.split("-")
-    try:
-        if not (all(p.isdigit() for p in parts) and len(parts[0]) == 4 and len(parts) <= 3):
-            raise ValueError(value)
-        year, month, day = (int(p) for p in parts + ["0"] * (3 - len(parts)))
-        month = month or (12 if end else 1)
-        day = day or (calendar.monthrange(year, month)[1] if end else 1)
-        found = date(year, month, day)
-    except ValueError:
-        raise QuestionError(
-            f"Date filter {value!r} is not a date; use YYYY-MM-DD, YYYY-MM or YYYY."
-        ) from None
-    return found.year * 10000 + found.month * 100 + found.day
+if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.core.base.embeddings.base import BaseEmbedding
 
 
 def rrf(rankings: list[list[str]], k: int) -> dict[str, float]:
@@ -170,43 +68,18 @@ REFRESH_AGE = 1.0  # seconds a search trusts the index's last version check
 class Retriever:
     """Hybrid, dense-only or BM25-only paper retrieval over one ``PaperIndex``."""
 
-    def __init__(self, index: PaperIndex, settings: Settings, embedder: Any = None):
+    def __init__(self, index: PaperIndex, settings: Settings,
+                 embedder: Embedder | BaseEmbedding | None = None):
         self.index = index
         self.settings = settings
-        self._embedder = embedder
+        self.embedder = index.embedder if embedder is None else Embedder.of(settings, embedder)
         self._bm25 = None
         self._bm25_key: tuple[str, int] | None = None
-        self._query_encoder: Any = None
         self._lock = threading.Lock()
 
-    @property
-    def embedder(self):  # noqa: ANN201
-        if self._embedder is None:
-            from .embedding import load_embedder
-
-            self._embedder = load_embedder(self.settings)
-        return self._embedder
-
-    @property
-    def fast_encoder(self):  # noqa: ANN201
-        """The ONNX Runtime encoder of the embedder (see ``rag.query_encoder``), or None."""
-        if self._query_encoder is None:
-            from .query_encoder import load_query_encoder
-
-            self._query_encoder = load_query_encoder(self.settings, self._embedder) or False
-        return self._query_encoder or None
-
     def embed_query(self, text: str) -> list[float]:
-        """The question's vector: ONNX Runtime on CPU when available, else the embedder."""
-        if encoder := self.fast_encoder:
-            return encoder(text)
-        return run_on_compute_thread(self.embedder.get_query_embedding, text)
-
-    def embed_texts(self, texts: list[str]) -> list[list[float]]:
-        """Vectors of a few short texts (answer sentences), by the fastest path."""
-        if encoder := self.fast_encoder:
-            return encoder.embed(texts)
-        return run_on_compute_thread(self.embedder.get_text_embedding_batch, texts)
+        """The question's vector (see ``Embedder.embed_query``)."""
+        return self.embedder.embed_query(text)
 
     # --- the two retrievers ---------------------------------------------------------------
     def dense(
@@ -220,13 +93,7 @@ class Retriever:
         metadata (authors, categories).
         """
         vec = embedding if embedding is not None else self.embed_query(query)
-        where = filters.to_chroma()
-        result = self.index.collection.query(
-            query_embeddings=[vec], n_results=n, include=["distances"],
-            **({"where": where} if where else {}),
-        )
-        # Cosine space: distance = 1 - cosine similarity.
-        return [(cid, 1.0 - float(d)) for cid, d in zip(result["ids"][0], result["distances"][0])]
+        return self.index.nearest(vec, n, where_clause(filters))
 
     def bm25(self, query: str, n: int, filters: Filters) -> list[tuple[str, float]]:
         """``(chunk id, BM25 score)`` of the ``n`` best chunks with a positive score, best
@@ -236,7 +103,7 @@ class Retriever:
             return []
         mask = None
         if not filters.is_empty():
-            allowed = set(self.index.chunk_ids(filters.to_chroma()))
+            allowed = set(self.index.chunk_ids(where_clause(filters)))
             mask = [int(cid in allowed) for cid in keyword.chunk_ids]
             if not any(mask):
                 return []
@@ -252,7 +119,7 @@ class Retriever:
                 self._bm25_key = key
             return self._bm25
 
-    def idf(self):  # noqa: ANN201 - Callable[[str], float]
+    def idf(self) -> Callable[[str], float]:
         """BM25's inverse document frequency of a stemmed term over the indexed chunks (an
         unseen term gets the highest), read from the keyword index's own matrices."""
         import math

@@ -23,23 +23,27 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .chunking import HIDDEN_KEYS, chunk_papers
-from .compute_thread import run_on_compute_thread
+from .chunking import HIDDEN_KEYS, author_key, chunk_papers
 from .config import PROJECT_ROOT, Settings
-from .embedding import embedder_slug
+from .embedding import Embedder, embedder_slug
 from .errors import CorpusError, StoreError
-from .types import Paper
+from .types import Filters, Paper
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from chromadb.api import ClientAPI
+    from chromadb.api.types import EmbeddingFunction
+    from chromadb.config import Settings as ChromaSettings
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
     from llama_index.core.schema import TextNode
     from llama_index.core.vector_stores import MetadataFilters
     from llama_index.vector_stores.chroma import ChromaVectorStore
@@ -84,14 +88,14 @@ def collection_name(settings: Settings) -> str:
     )
 
 
-def _chroma_settings():  # noqa: ANN202
+def _chroma_settings() -> ChromaSettings:
     from chromadb.config import Settings as ChromaSettings
 
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
 @lru_cache(maxsize=1)
-def _no_embedding_function():  # noqa: ANN202
+def no_embedding_function() -> EmbeddingFunction:
     """An embedding function that refuses to run: Chroma's default one would download
     an ONNX model. Every vector here comes from our own embedder. Registered with Chroma,
     which looks it up by name when a collection's configuration is changed."""
@@ -120,7 +124,7 @@ def _no_embedding_function():  # noqa: ANN202
     return ExplicitEmbeddingsOnly()
 
 
-def open_client(settings: Settings, create: bool):  # noqa: ANN201
+def open_client(settings: Settings, create: bool) -> ClientAPI:
     """A Chroma client for the settings' index folder (or server)."""
     import chromadb
 
@@ -162,7 +166,7 @@ _PANIC_LINE = re.compile(rb"^(?:thread '.*' (?:\(\d+\) )?panicked at |note: |sta
 
 
 @contextmanager
-def _native_panics_hidden():  # noqa: ANN202
+def _native_panics_hidden() -> Iterator[None]:
     """Run the block with the process's stderr (fd 2) captured, then pass on every line but a
     Rust panic report: Chroma's core prints one before raising, and the user gets our one-line
     error instead. Only around opening the database, which happens once, before serving."""
@@ -203,7 +207,7 @@ def is_chroma_failure(exc: BaseException) -> bool:
 
 
 @contextmanager
-def index_errors(where: Any):  # noqa: ANN201
+def index_errors(where: str) -> Iterator[None]:
     """Chroma's failures while reading ``where`` (a damaged index) as one ``StoreError`` that
     says how to repair it; the project's own errors pass through."""
     try:
@@ -251,10 +255,11 @@ def _is_ours(p: Path) -> bool:
 class PaperIndex:
     """One Chroma collection of chunks for one (embedder, chunking) setting."""
 
-    def __init__(self, settings: Settings, embedder: Any = None, create: bool = False):
+    def __init__(self, settings: Settings, embedder: Embedder | BaseEmbedding | None = None,
+                 create: bool = False):
         self.settings = settings
         self.name = collection_name(settings)
-        self._embedder = embedder
+        self.embedder = Embedder.of(settings, embedder)
         self._client = open_client(settings, create)
         self._open(create)
         self._seen = self.version()
@@ -270,11 +275,11 @@ class PaperIndex:
                     self.name,
                     metadata={"embedder": settings.embed_model},
                     configuration={"hnsw": {"space": "cosine", "ef_search": EXACT_SEARCH_CHUNKS}},
-                    embedding_function=_no_embedding_function(),
+                    embedding_function=no_embedding_function(),
                 )
             else:
                 self.collection = self._client.get_collection(
-                    self.name, embedding_function=_no_embedding_function()
+                    self.name, embedding_function=no_embedding_function()
                 )
         except StoreError:
             raise
@@ -368,12 +373,28 @@ class PaperIndex:
             yield page
             offset += len(page["ids"])
 
-    def chunk_ids(self, where: dict | None = None) -> list[str]:
+    def chunk_ids(self, where: dict | None = None, limit: int | None = None, offset: int = 0) -> list[str]:
         """Ids of the chunks matching a Chroma ``where`` clause (all chunks without one);
         ids only, so Chroma evaluates the filter and nothing else is read (one call: paging
-        with offsets costs 3x more on a filter matching thousands of chunks)."""
+        with offsets costs 3x more on a filter matching thousands of chunks); ``limit`` and
+        ``offset`` read one page."""
         with index_errors(self.location):
-            return self.collection.get(where=where, include=[])["ids"]
+            return self.collection.get(where=where, include=[], limit=limit, offset=offset or None)["ids"]
+
+    def nearest(self, vector: list[float], n: int, where: dict | None = None) -> list[tuple[str, float]]:
+        """``(chunk id, cosine similarity)`` of the ``n`` chunks nearest to ``vector`` among
+        those matching ``where``, best first (ids and distances only are read)."""
+        with index_errors(self.location):
+            result = self.collection.query(query_embeddings=[vector], n_results=n, include=["distances"],
+                                           **({"where": where} if where else {}))
+        # Cosine space: distance = 1 - cosine similarity.
+        return [(cid, 1.0 - float(d)) for cid, d in zip(result["ids"][0], result["distances"][0])]
+
+    def metadata_of(self, where: dict) -> dict[str, dict]:
+        """Chunk id → stored metadata of the chunks matching ``where``, in one read."""
+        with index_errors(self.location):
+            got = self.collection.get(where=where, include=["metadatas"])
+        return {cid: meta or {} for cid, meta in zip(got["ids"], got["metadatas"])}
 
     def chunk_nodes(self) -> list["TextNode"]:
         """Every chunk as a llama-index node (for BM25)."""
@@ -444,42 +465,44 @@ class PaperIndex:
         return {cid: (text or "", meta or {})
                 for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])}
 
-    # --- corpus sources registry (kept in the collection's own metadata) ---------------
-    def sources(self) -> list[str]:
-        return self.registered_sources() or []
+    # --- the corpus files and streamed dumps it is built from (in the collection's metadata) --
+    def corpus_files(self) -> list[str]:
+        """The corpus files and folders (stored paths) the index is synced with."""
+        return self.registered_corpus_files() or []
 
-    def registered_sources(self) -> list[str] | None:
-        """The corpus sources, or ``None`` when none were ever registered."""
+    def registered_corpus_files(self) -> list[str] | None:
+        """The corpus files and folders, or ``None`` when none were ever registered."""
         raw = self._meta().get("corpus_sources")
         return json.loads(raw) if raw is not None else None
 
-    def set_sources(self, sources: list[str]) -> None:
-        self._set_meta("corpus_sources", json.dumps(sources))
+    def set_corpus_files(self, paths: list[str]) -> None:
+        self._set_meta("corpus_sources", json.dumps(paths))
 
-    def stream_sources(self) -> dict[str, dict | None]:
+    def streamed_dumps(self) -> dict[str, dict | None]:
         """Streamed dumps (see :mod:`rag.bulk`): path → what its last complete run saw
         (``size``, ``mtime_ns``, ``papers``, ``chunks``), ``None`` while unfinished."""
         raw = self._meta().get("stream_sources")
         return json.loads(raw) if raw else {}
 
-    def set_stream_source(self, path: str, state: dict | None) -> None:
-        self._set_meta("stream_sources", json.dumps({**self.stream_sources(), path: state}))
+    def set_dump(self, path: str, state: dict | None) -> None:
+        self._set_meta("stream_sources", json.dumps({**self.streamed_dumps(), path: state}))
 
-    def drop_stream_source(self, path: str) -> None:
-        streams = self.stream_sources()
+    def drop_dump(self, path: str) -> None:
+        streams = self.streamed_dumps()
         streams.pop(path, None)
         self._set_meta("stream_sources", json.dumps(streams))
 
     def _meta(self) -> dict:
         """The collection's metadata as stored now (another process may have changed it)."""
-        fresh = self._client.get_collection(self.name, embedding_function=_no_embedding_function())
+        fresh = self._client.get_collection(self.name, embedding_function=no_embedding_function())
         return dict(fresh.metadata or {})
 
     def _set_meta(self, key: str, value: str) -> None:
-        meta = self._meta()
-        meta.pop("hnsw:space", None)  # fixed at creation; Chroma refuses to "modify" it
-        meta[key] = value
-        self.collection.modify(metadata=meta)
+        with index_errors(self.location):
+            meta = self._meta()
+            meta.pop("hnsw:space", None)  # fixed at creation; Chroma refuses to "modify" it
+            meta[key] = value
+            self.collection.modify(metadata=meta)
 
     # --- writing ------------------------------------------------------------------------
     def sync(
@@ -491,7 +514,7 @@ class PaperIndex:
         """Make the collection hold exactly the chunks of ``papers``."""
         start = time.perf_counter()
         with self.writing() as record:
-            if self.stream_sources() and (clashes := self.identity_clashes(papers, owner=None)):
+            if self.streamed_dumps() and (clashes := self.identity_clashes(papers, owner=None)):
                 new, held = clashes[0]
                 raise CorpusError(
                     f"id '{new.paper_id}' of '{new.title}' ({', '.join(new.sources)}) is already "
@@ -513,7 +536,7 @@ class PaperIndex:
     def _corpus_scope(self) -> dict | None:
         """The chunks ``sync`` owns: all but those of registered streamed dumps (chunks of a
         dump no longer registered count as stale, so a removal cut short is finished)."""
-        streams = list(self.stream_sources())
+        streams = list(self.streamed_dumps())
         return {STREAM_KEY: {"$nin": streams}} if streams else None
 
     def _present(self, chunk_ids: list[str]) -> set[str]:
@@ -545,19 +568,12 @@ class PaperIndex:
         """Carry out ``plan``, inside :meth:`writing`: embed and add its new chunks (each
         batch of ``ADD_BATCH`` a commit of its own), update the changed ones' metadata, and
         delete the rest. ``embed`` replaces the index's embedder (vectors for texts)."""
-        self._add(plan.add, progress, embed or self._embed)
+        self._add(plan.add, progress, embed or self.embedder.embed_documents)
         self.update_metadata(plan.update)
         for i in range(0, len(plan.delete), PAGE):
             self.collection.delete(ids=plan.delete[i : i + PAGE])
 
-    def _embed(self, texts: list[str]) -> list[list[float]]:
-        if self._embedder is None:
-            from .embedding import load_embedder
-
-            self._embedder = load_embedder(self.settings)
-        return run_on_compute_thread(self._embedder.get_text_embedding_batch, texts)
-
-    def _add(self, nodes: list["TextNode"], progress: bool, embed) -> None:  # noqa: ANN001
+    def _add(self, nodes: list[TextNode], progress: bool, embed: Callable[[list[str]], list[list[float]]]) -> None:
         if not nodes:
             return
         from llama_index.core.schema import MetadataMode
@@ -577,7 +593,7 @@ class PaperIndex:
         bar.close()
 
     @contextmanager
-    def writing(self):  # noqa: ANN202
+    def writing(self) -> Iterator[WriteRecord]:
         """One writer at a time on a local index (a second ingest waits). The version token
         changes as the write starts and again as it ends, however it ends (an interrupted
         write leaves a "writing" token, which readers treat as a change like any other).
@@ -587,7 +603,7 @@ class PaperIndex:
         record = WriteRecord()
         if self.settings.chroma_url:
             before = (self.version(), self.count())
-            with self._versioned():
+            with index_errors(self.location), self._versioned():
                 yield record
                 self._fit_search()
             self._save_keyword_index(before, record)
@@ -598,7 +614,7 @@ class PaperIndex:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 before = (self.version(), self.count())
-                with self._versioned():
+                with index_errors(self.location), self._versioned():
                     yield record
                     self._fit_search()
                 self._save_keyword_index(before, record)
@@ -633,7 +649,7 @@ class PaperIndex:
         keyword_index.build_and_save(self, folder, *after)
 
     @contextmanager
-    def _versioned(self):  # noqa: ANN202
+    def _versioned(self) -> Iterator[None]:
         self._bump_version("writing")
         try:
             yield
@@ -705,6 +721,41 @@ _CHROMA_OPERATORS = {
 }
 
 
+def where_clause(filters: Filters | None) -> dict | None:
+    """``filters`` as a Chroma ``where`` clause (``None`` when there are none)."""
+    if filters is None or filters.is_empty():  # the common case imports no llama-index
+        return None
+    return chroma_where(llama_filters(filters))
+
+
+def llama_filters(filters: Filters) -> MetadataFilters | None:
+    """``filters`` as llama-index ``MetadataFilters`` (``None`` when empty). Categories and
+    authors use the ``any`` operator on list metadata, which :func:`chroma_where` translates
+    for Chroma (llama-index's own Chroma translation has no list operator); Chroma then
+    evaluates the filters for dense and BM25 search alike."""
+    from llama_index.core.vector_stores import (
+        FilterCondition,
+        FilterOperator,
+        MetadataFilter,
+        MetadataFilters,
+    )
+
+    parts = []
+    if filters.paper_ids:
+        parts.append(MetadataFilter(key="paper_id", value=list(filters.paper_ids), operator=FilterOperator.IN))
+    if filters.first_day is not None:
+        parts.append(MetadataFilter(key="published_int", value=filters.first_day, operator=FilterOperator.GTE))
+    if filters.last_day is not None:
+        parts.append(MetadataFilter(key="published_int", value=filters.last_day, operator=FilterOperator.LTE))
+    if filters.categories:
+        cats = list(dict.fromkeys(c.casefold() for c in filters.categories))
+        parts.append(MetadataFilter(key="category_keys", value=cats, operator=FilterOperator.ANY))
+    if filters.authors:
+        names = list(dict.fromkeys(k for k in map(author_key, filters.authors) if k))
+        parts.append(MetadataFilter(key="author_keys", value=names, operator=FilterOperator.ANY))
+    return MetadataFilters(filters=parts, condition=FilterCondition.AND) if parts else None
+
+
 def chroma_where(filters: "MetadataFilters | None") -> dict | None:
     """llama-index metadata filters → a Chroma ``where`` clause.
 
@@ -742,7 +793,7 @@ def chroma_where(filters: "MetadataFilters | None") -> dict | None:
 
 
 @lru_cache(maxsize=1)
-def _vector_store_class():  # noqa: ANN202
+def _vector_store_class() -> type[ChromaVectorStore]:
     """``ChromaVectorStore`` whose queries translate filters with :func:`chroma_where`."""
     from dataclasses import replace
 
@@ -751,7 +802,7 @@ def _vector_store_class():  # noqa: ANN202
     class CitewiseChromaStore(ChromaVectorStore):
         flat_metadata: bool = False  # chunks carry lists (categories, authors)
 
-        def query(self, query, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
             if query.filters is not None:
                 where = chroma_where(query.filters)
                 query = replace(query, filters=None)

@@ -1,7 +1,7 @@
 """The records that flow through the pipeline: papers in, sources and answers out.
 
-Plain dataclasses, no behaviour beyond (de)serialisation, so every stage and every
-interface (Python, CLI JSON, Gradio API) speaks the same shapes.
+Plain dataclasses, no behaviour beyond (de)serialisation and checking ``Filters``, so every
+stage and every interface (Python, CLI JSON, Gradio API) speaks the same shapes.
 
 >>> p = Paper(paper_id="pointer-networks", title="Pointer Networks", abstract="We ...")
 >>> p.metadata()["title"]
@@ -10,8 +10,13 @@ interface (Python, CLI JSON, Gradio API) speaks the same shapes.
 
 from __future__ import annotations
 
+import calendar
+import re
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
+
+from .errors import QuestionError
 
 
 @dataclass(frozen=True)
@@ -192,3 +197,82 @@ class Status:
 
     stage: str
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Optional restrictions on which papers may be retrieved; every one given must hold.
+    Checked here, once, for every interface (a ``QuestionError`` saying what to type).
+
+    ``categories`` and ``authors`` match papers listing *any* of the values (a paper may
+    have several, e.g. "cs.LG stat.ML"); categories ignore case, author names ignore case,
+    accents and punctuation. A plain string is accepted for either. Dates take
+    ``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY`` (``date_from="2021", date_to="2021"`` is the
+    year 2021; surrounding spaces and empty strings are ignored); papers without a date
+    drop out.
+
+    >>> f = Filters(categories="cs.LG stat.ML", authors="A. Name", date_from="2021")
+    >>> f.categories, f.authors, f.is_empty(), f.first_day, f.last_day
+    (('cs.LG', 'stat.ML'), ('A. Name',), False, 20210101, None)
+    """
+
+    paper_ids: tuple[str, ...] = ()
+    date_from: str | None = None  # inclusive
+    date_to: str | None = None  # inclusive
+    categories: tuple[str, ...] = ()  # any of these
+    authors: tuple[str, ...] = ()  # any of these names
+
+    def __post_init__(self) -> None:
+        cats = (self.categories,) if isinstance(self.categories, str) else self.categories
+        object.__setattr__(self, "categories",  # "cs.LG stat.ML" or "cs.LG,stat.ML": two
+                           tuple(c for item in cats for c in item.replace(",", " ").split()))
+        if isinstance(self.authors, str):
+            object.__setattr__(self, "authors", (self.authors,))
+        for name in ("paper_ids", "authors"):  # lists from callers stay hashable
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.authors and not any(_NAME_LETTERS.search(a) for a in self.authors):
+            raise QuestionError("The author filter is empty; type an author's name.")
+        for name in ("date_from", "date_to"):
+            object.__setattr__(self, name, (getattr(self, name) or "").strip() or None)
+        start, end = self.first_day, self.last_day
+        if start is not None and end is not None and start > end:
+            raise QuestionError(f"The date range is reversed: from {self.date_from} is after to "
+                                f"{self.date_to}; swap them.")
+
+    def is_empty(self) -> bool:
+        return not (self.paper_ids or self.date_from or self.date_to or self.categories
+                    or self.authors)
+
+    @property
+    def first_day(self) -> int | None:
+        """``date_from`` as a number (20230501), its first day for a year or a month."""
+        return date_number(self.date_from, end=False) if self.date_from else None
+
+    @property
+    def last_day(self) -> int | None:
+        """``date_to`` as a number, its last day for a year or a month."""
+        return date_number(self.date_to, end=True) if self.date_to else None
+
+
+_NAME_LETTERS = re.compile(r"[^\W_]")
+
+
+def date_number(value: str, end: bool) -> int:
+    """``2023-05-01`` → 20230501; a bare year or ``YYYY-MM`` is its first (or, as an end,
+    last) day: ``date_number("2024-02", end=True)`` is 20240229. ``QuestionError`` when it is
+    not a date, saying why (``2023-02-30``: the day is out of range for the month)."""
+    text = value.strip()
+    if len(text) == 8 and text.isdigit():  # 20230501
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    parts = text.split("-")
+    if not (all(p.isdigit() for p in parts) and len(parts[0]) == 4 and len(parts) <= 3):
+        raise QuestionError(f"Date filter {value!r} is not a date; use YYYY-MM-DD, YYYY-MM or YYYY.")
+    year, month, day = (int(p) for p in parts + ["0"] * (3 - len(parts)))
+    try:
+        month = month or (12 if end else 1)
+        day = day or (calendar.monthrange(year, month)[1] if end else 1)
+        found = date(year, month, day)
+    except ValueError as exc:  # the calendar's words, e.g. "day is out of range for month"
+        raise QuestionError(f"Date filter {value!r} is not a date ({exc}); use YYYY-MM-DD, YYYY-MM "
+                            "or YYYY.") from None
+    return found.year * 10000 + found.month * 100 + found.day

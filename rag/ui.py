@@ -23,21 +23,25 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
-from datetime import date
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 from urllib.parse import urlencode
 
 from .config import RetrievalMode
 from .conversation import clean_question
 from .errors import QuestionError, RagError
 from .export import to_markdown
+from .generation.base import Generator
 from .prompts import REFUSAL, WITHHELD
 from .prompts import RELATED as RELATED_TEXT
-from .retrieval import Filters
-from .types import NOT_FOUND, RELATED, Answer, Paper, Source, Status, Token
+from .types import NOT_FOUND, RELATED, Answer, Filters, Paper, Source, Status, Token
 from .ui_copy import cleared, copy_button, markdown_box
+
+if TYPE_CHECKING:  # pragma: no cover
+    import gradio as gr
+
+    from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -315,18 +319,8 @@ def stopped_message(text: str) -> str:
 
 
 def parse_filters(date_from: str | None, date_to: str | None) -> Filters:
-    """Date filter boxes → ``Filters``; ``ValueError`` with a clear message when malformed."""
-    days = []
-    for label, value in (("From", date_from), ("To", date_to)):
-        value = (value or "").strip()
-        if value and not re.fullmatch(r"\d{4}(-\d{2}-\d{2})?", value):
-            raise ValueError(f"{label} date {value!r} is not a date; use YYYY-MM-DD (or YYYY).")
-        if len(value) == 10:
-            date.fromisoformat(value)  # rejects 2023-02-30 with its own clear message
-        days.append(value or None)
-    if days[0] and days[1] and days[0] > days[1]:
-        raise ValueError(f"The From date ({days[0]}) is after the To date ({days[1]}).")
-    return Filters(date_from=days[0], date_to=days[1])
+    """Date filter boxes → ``Filters`` (which checks them: ``QuestionError``)."""
+    return Filters(date_from=date_from, date_to=date_to)
 
 
 def _message(exc: BaseException) -> str:
@@ -352,7 +346,7 @@ def check_k(k: object, high: int = 50) -> int | None:
     return int(k)
 
 
-def friendly_error(exc: BaseException):  # noqa: ANN201 - a gr.Error
+def friendly_error(exc: BaseException) -> "gr.Error":
     """A user-facing ``gr.Error``: the message of a known error, a generic one otherwise."""
     import gradio as gr
 
@@ -382,8 +376,8 @@ def date_problem(value: str | None) -> str | None:
     """Why a date filter box holds no date, or ``None`` when it is fine (or empty)."""
     try:
         parse_filters(value, None)
-    except ValueError as exc:
-        return str(exc).replace("From date", "Date", 1)
+    except QuestionError as exc:
+        return str(exc)
     return None
 
 
@@ -431,7 +425,7 @@ class Progress:
     """The chat's progress note while an answer is on its way, with the seconds spent
     waiting once a wait is long (and always while the model loads)."""
 
-    def __init__(self, generator, clock=time.monotonic):  # noqa: ANN001
+    def __init__(self, generator: Generator, clock: Callable[[], float] = time.monotonic):
         self.generator, self.clock = generator, clock
         self.stage, self.detail, self.since, self.draft = "searching", "", clock(), ""
 
@@ -444,20 +438,20 @@ class Progress:
         self.stage, self.detail, self.since = event.stage, event.detail, self.clock()
 
     def loaded(self) -> bool:
-        return bool(getattr(self.generator, "is_loaded", True))
+        return self.generator.is_loaded
 
     def render(self) -> str:
         """The message to show now."""
         waited = int(self.clock() - self.since)
         if self.stage == "loading" and not self.loaded():
-            name = md_text(self.detail or getattr(self.generator, "name", "the model"))
+            name = md_text(self.detail or self.generator.name)
             return (f"*Loading the model {name} ({waited} s)… "
                     "The first question waits for it; later ones don't.*")
         if self.draft:
             return render_draft(self.draft, "Checking the citations…" if self.stage == "verifying"
                                 else "Draft: checking each citation against the abstracts…")
         if self.stage in ("generating", "loading"):
-            name = getattr(self.generator, "name", "") or self.detail
+            name = self.generator.name or self.detail
             return f"*Reading the papers with {md_text(name)}{f' ({waited} s)' if waited >= 3 else ''}…*"
         if self.stage == "verifying":
             return "*Checking the citations…*"
@@ -477,7 +471,7 @@ class Login:
     """
 
     def __init__(self, user: str, password: str, max_failures: int = 5, lockout: float = 30.0,
-                 clock=time.monotonic):  # noqa: ANN001
+                 clock: Callable[[], float] = time.monotonic):
         self._user, self._password = user.encode(), password.encode()
         self.max_failures, self.lockout, self._clock = max_failures, lockout, clock
         self._failures, self._locked_until = 0, float("-inf")
@@ -506,11 +500,11 @@ class ChatUI:
     ``ready``, when given, is set once the index and the embedder are loaded (``app.py`` loads
     them in the background after serving the page); questions asked before wait for it."""
 
-    def __init__(self, pipeline, ready: threading.Event | None = None, tick: float = TICK):  # noqa: ANN001
+    def __init__(self, pipeline: "Pipeline", ready: threading.Event | None = None, tick: float = TICK):
         self.pipeline, self.ready, self.tick = pipeline, ready, tick
         self._papers: tuple[int, list] = (-1, [])
 
-    def validate(self, message: str):  # noqa: ANN201 - a gr.validate
+    def validate(self, message: str) -> dict:
         """The chat box's check before anything runs: a bad question stays in the box, with
         the reason under it, and the conversation is left as it was."""
         import gradio as gr
@@ -518,22 +512,22 @@ class ChatUI:
         problem = question_problem(message)
         return gr.validate(problem is None, problem or "")
 
-    def validate_date(self, value: str):  # noqa: ANN201 - a gr.validate
+    def validate_date(self, value: str) -> dict:
         """A date filter box's check, shown under the box as it is left."""
         import gradio as gr
 
         problem = date_problem(value)
         return gr.validate(problem is None, problem or "")
 
-    def respond(self, message, history, k=None, mode=None,  # noqa: ANN001, ANN201
-                date_from="", date_to=""):
+    def respond(self, message: str, history: list, k: int | None = None, mode: str | None = None,
+                date_from: str = "", date_to: str = "") -> Iterator[tuple[str, str, str]]:
         """``stream_chat`` without the Markdown: ``(reply, sources_html, info)``."""
         with closing(self.stream_chat(message, history, k, mode, date_from, date_to)) as updates:
             for reply, sources, info, _ in updates:
                 yield reply, sources, info
 
-    def stream_chat(self, message, history, k=None, mode=None,  # noqa: ANN001, ANN201
-                    date_from="", date_to=""):
+    def stream_chat(self, message: str, history: list, k: int | None = None, mode: str | None = None,
+                    date_from: str = "", date_to: str = "") -> Iterator[tuple[str, str, str, str]]:
         """Stream an answer to ``message`` after the conversation ``history``: yields
         ``(reply, sources_html, info, markdown)``, the progress and the draft token by token,
         then the verified answer in its place, with its source cards and, for the Copy as
@@ -673,7 +667,7 @@ def _nothing(*_: object) -> None:
     """An event's function when only its validator matters."""
 
 
-def _share_generation_slot(demo, fn, concurrency_id: str) -> None:  # noqa: ANN001
+def _share_generation_slot(demo: "gr.Blocks", fn: Callable, concurrency_id: str) -> None:
     """Put every event of ``demo`` that runs ``fn`` (the chat interface wraps it) in one
     concurrency group, shared with the ``/ask`` API: one generation at a time, queued."""
     for block_fn in demo.fns.values():
@@ -681,7 +675,7 @@ def _share_generation_slot(demo, fn, concurrency_id: str) -> None:  # noqa: ANN0
             block_fn.concurrency_id = concurrency_id
 
 
-def build_app(pipeline, ready: threading.Event | None = None) -> "gr.Blocks":  # noqa: ANN001, F821
+def build_app(pipeline: "Pipeline", ready: threading.Event | None = None) -> "gr.Blocks":
     """The whole app for ``pipeline`` (chat, papers, ``/ask`` API), queued, not launched.
     Building it opens nothing: the papers table and the index facts are read as a page loads.
     ``ready``: see ``ChatUI``."""

@@ -13,6 +13,10 @@ the Markdown selected, to copy by hand.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import gradio as gr
 
 __all__ = ["COPIED_LABEL", "COPY_LABEL", "cleared", "copy_button", "markdown_box"]
 
@@ -40,7 +44,7 @@ RESTORE_JS = (f"() => new Promise((done) => setTimeout(() => done({json.dumps(CO
               f"{COPIED_FOR_MS}))")
 
 
-def markdown_box():  # noqa: ANN201 - a gr.Textbox
+def markdown_box() -> gr.Textbox:
     """The answer's Markdown, an output of the chat (rendered by ``copy_button``)."""
     import gradio as gr
 
@@ -48,7 +52,7 @@ def markdown_box():  # noqa: ANN201 - a gr.Textbox
                       max_lines=16, elem_id="cw-markdown", render=False)
 
 
-def copy_button(markdown):  # noqa: ANN001, ANN201 - the markdown_box; a gr.Button
+def copy_button(markdown: gr.Textbox) -> gr.Button:
     """The button, and ``markdown`` under it, wired to each other in the page (no server call)."""
     import gradio as gr
 
@@ -61,7 +65,7 @@ def copy_button(markdown):  # noqa: ANN001, ANN201 - the markdown_box; a gr.Butt
     return button
 
 
-def cleared():  # noqa: ANN201 - a gr.update
+def cleared() -> dict:
     """The box's update when the chat is cleared: empty (the button disabled) and out of sight."""
     import gradio as gr
 

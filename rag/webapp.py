@@ -14,14 +14,25 @@ from __future__ import annotations
 
 import argparse
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import ipaddress
 import os
 import sys
 import threading
+import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import socket
+
+    import uvicorn
+
+    from rag.config import Settings
+    from rag.pipeline import Pipeline
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,13 +76,13 @@ def resolve_auth(host: str, share: bool, no_auth: bool) -> tuple[str, str] | Non
     )
 
 
-def index_folder_exists(settings) -> bool:  # noqa: ANN001
+def index_folder_exists(settings: Settings) -> bool:
     """Whether a local index folder holds a Chroma database: a check that opens nothing (the
     index is opened, and checked, after the page is served)."""
     return not settings.chroma_url and (Path(settings.index_dir) / "chroma.sqlite3").is_file()
 
 
-def ensure_index(settings) -> None:  # noqa: ANN001
+def ensure_index(settings: Settings) -> None:
     """Build the index from the configured corpus when there is none yet."""
     from rag.errors import StoreError
     from rag.store import PaperIndex
@@ -89,7 +100,7 @@ def ensure_index(settings) -> None:  # noqa: ANN001
     print(f"Index ready: {report.summary()}", flush=True)
 
 
-def load_models(pipeline, ready: threading.Event) -> None:  # noqa: ANN001
+def load_models(pipeline: Pipeline, ready: threading.Event) -> None:
     """Check the index (building it if it is empty), load the embedder (then set ``ready``)
     and the generator: in a thread, while the page is served. Exit if any of it fails."""
     print("Loading the models in the background…", flush=True)
@@ -97,9 +108,7 @@ def load_models(pipeline, ready: threading.Event) -> None:  # noqa: ANN001
         ensure_index(pipeline.settings)
         pipeline.warm_up(model=False)
         ready.set()
-        load = getattr(pipeline.generator, "load", None)
-        if load:
-            load()
+        pipeline.generator.load()
     except Exception as exc:  # noqa: BLE001 - whatever stops the app answering, say it and stop
         print(f"error: {exc}", file=sys.stderr, flush=True)
         os._exit(1)  # an app that cannot answer is no use; the message says what to do
@@ -112,7 +121,8 @@ class _NoStubRewrites(importlib.abc.MetaPathFinder):
     import here, for files that only editors read. This finder turns that step off in the app
     when ``gradio.component_meta`` is first imported."""
 
-    def find_spec(self, name: str, path=None, target=None):  # noqa: ANN001, ANN201
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if name != "gradio.component_meta":
             return None
         sys.meta_path.remove(self)
@@ -121,7 +131,7 @@ class _NoStubRewrites(importlib.abc.MetaPathFinder):
         if run is None:
             return spec
 
-        def exec_module(module) -> None:  # noqa: ANN001
+        def exec_module(module: types.ModuleType) -> None:
             run(module)
             module.create_or_modify_pyi = lambda *args, **kwargs: None
 
@@ -178,7 +188,7 @@ class RunningApp:
         self.thread.join(10)
 
 
-def start_server(pipeline, ready: threading.Event, auth: tuple[str, str] | None, host: str,  # noqa: ANN001
+def start_server(pipeline: Pipeline, ready: threading.Event, auth: tuple[str, str] | None, host: str,
                  port: int) -> RunningApp:
     """Serve the app for ``pipeline`` on ``host:port`` (0: any free port) on a new thread,
     returning once it accepts connections; ``ConfigError`` when it cannot listen there."""
@@ -200,8 +210,8 @@ def start_server(pipeline, ready: threading.Event, auth: tuple[str, str] | None,
     return RunningApp(server, thread, port, f"http://{shown}:{port}/")
 
 
-def build_server(pipeline, ready: threading.Event, auth: tuple[str, str] | None, host: str,  # noqa: ANN001, ANN201
-                 port: int):
+def build_server(pipeline: Pipeline, ready: threading.Event, auth: tuple[str, str] | None, host: str,
+                 port: int) -> uvicorn.Server:
     """The app's web server, not started: the REST API (``rag.rest_api``) with the Gradio app
     mounted at ``/``, one login (``auth``: user and password) for both, served by uvicorn."""
     import gradio as gr
@@ -218,7 +228,7 @@ def build_server(pipeline, ready: threading.Event, auth: tuple[str, str] | None,
     return uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
 
 
-def bind(host: str, port: int):  # noqa: ANN201 - a socket
+def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (``OSError`` when taken), handed to the server."""
     import socket
 

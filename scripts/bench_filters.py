@@ -60,8 +60,9 @@ def bench_filters(n: int, workdir: Path) -> dict:
 
     from rag.bulk import ingest_dump
     from rag.config import Settings
-    from rag.retrieval import Filters, Retriever
-    from rag.store import PaperIndex
+    from rag.retrieval import Retriever
+    from rag.store import PaperIndex, llama_filters
+    from rag.types import Filters
 
     dump, vectors = workdir / f"synthetic-{n}.jsonl", RandomVectors()
     settings = Settings(index_dir=workdir / "index", corpus=[])
@@ -91,7 +92,7 @@ def bench_filters(n: int, workdir: Path) -> dict:
 
         def python_filter(f=filters):  # noqa: ANN001, ANN202
             view = BM25Retriever(existing_bm25=base.bm25, stemmer=base.stemmer,
-                                 filters=f.to_llama(), similarity_top_k=40)
+                                 filters=llama_filters(f), similarity_top_k=40)
             return [h for h in view.retrieve(query) if h.score > 0]
 
         python_ms, old = _median_ms(python_filter, 3)

@@ -100,7 +100,7 @@ def ingest(dump: Path, index_dir: Path, env: dict) -> dict:
 def searches(index_dir: Path, dump: Path, env: dict) -> dict:
     out = subprocess.run([sys.executable, "-c", SEARCHES, str(index_dir), str(dump)], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout
-    from rag.metrics import percentile
+    from rag.evaluation.metrics import percentile
 
     ms = [t * 1000 for t in json.loads(out.strip().splitlines()[-1])]
     return {"p50_ms": round(percentile(ms, 0.5), 1), "p95_ms": round(percentile(ms, 0.95), 1), "n": len(ms)}

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Settings  # noqa: E402
 from rag.generation import TransformersGenerator  # noqa: E402
-from rag.models import resolve_model  # noqa: E402
+from rag.generation.models import resolve_model  # noqa: E402
 
 ABSTRACTS = [
     "[1] Attention Is All You Need. The dominant sequence transduction models are based on "

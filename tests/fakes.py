@@ -21,8 +21,12 @@ from rag.sentences import content_terms
 
 
 class ScriptedGenerator:
+    """A ``rag.generation.Generator`` that replies with a fixed text."""
+
     name = "scripted"
     device = "cpu"
+    is_loaded = True
+    last_timing = None
 
     def __init__(self, reply: str = "", yes: float = 0.9):
         self.reply = reply
@@ -33,6 +37,12 @@ class ScriptedGenerator:
         self.prompts.append(messages)
         for piece in re.findall(r"\S+\s*", self.reply):
             yield piece
+
+    def load(self) -> "ScriptedGenerator":
+        return self
+
+    def generate(self, messages: list[dict], max_new_tokens: int | None = None) -> str:
+        return "".join(self.stream(messages, max_new_tokens))
 
     def count_tokens(self, messages: list[dict]) -> int:
         return sum(len(m["content"].split()) for m in messages)

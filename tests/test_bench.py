@@ -32,7 +32,7 @@ GROUPS = [pytest.param(("ingest", "embed", "search", "scale", "generate", "answe
 
 @pytest.mark.parametrize("sections", GROUPS)
 def test_bench_quick_runs_its_sections(sections, seed_index, seed_settings, tmp_path) -> None:
-    from rag.bench import TARGETS
+    from rag.evaluation.bench import TARGETS
 
     out = tmp_path / "bench.json"
     env = {**os.environ, "RAG_INDEX_DIR": str(seed_settings.index_dir)}
@@ -67,7 +67,7 @@ def test_bench_quick_runs_its_sections(sections, seed_index, seed_settings, tmp_
 
 def test_figures_with_targets_are_marked(monkeypatch, tmp_path) -> None:
     """Each figure that has a target says whether it meets it, in the table and in the JSON."""
-    from rag import bench
+    from rag.evaluation import bench
     from rag.config import Settings
 
     monkeypatch.setattr(bench, "bench_search", lambda settings, n: {"hybrid_p50_ms": 150.0, "dense_p50_ms": 9.0})
@@ -90,7 +90,7 @@ def test_figures_with_targets_are_marked(monkeypatch, tmp_path) -> None:
 
 
 def test_every_target_names_a_figure_a_section_reports() -> None:
-    from rag import bench
+    from rag.evaluation import bench
 
     assert set(bench.TARGETS) == {("cold", "after_first_token_s"), ("app", "cold_start_s"),
                                   ("answer", "answer_p50_s"), ("search", "hybrid_p50_ms")}

@@ -30,9 +30,9 @@ from rag.config import PROJECT_ROOT, Settings
 from rag.corpus import stream_records
 from rag.errors import CorpusError
 from rag.ingest import ingest
-from rag.retrieval import Filters, Retriever
+from rag.retrieval import Retriever
 from rag.store import ADD_BATCH, PaperIndex, portable_path
-from rag.types import Paper
+from rag.types import Filters, Paper
 from test_keyword_index import assert_keyword_index_is_current
 
 DUMP_PAPERS = 400  # two commits of ADD_BATCH chunks or less: the kill lands between them
@@ -129,7 +129,7 @@ def test_killed_stream_resumes_to_the_exact_chunks(streamed):
     assert len(ids) == len(set(ids)) == len(expected)  # no duplicate
     assert set(ids) == expected  # no gap
     assert max(_pairs(streamed.index).values()) == 1
-    assert streamed.index.stream_sources()[portable_path(streamed.dump)]["chunks"] == len(expected)
+    assert streamed.index.streamed_dumps()[portable_path(streamed.dump)]["chunks"] == len(expected)
 
 
 def test_the_resumed_stream_saved_a_current_keyword_index(streamed, embedder):
@@ -172,7 +172,7 @@ def test_a_corpus_file_cannot_reuse_a_streamed_papers_id(streamed, embedder, tmp
     with pytest.raises(CorpusError, match=f"id '{taken.paper_id}' of 'Quokka Notes'.*nothing was changed"):
         ingest(streamed.settings, [quokka], progress=False, embedder=embedder)
     assert sorted(_all_ids(streamed.index)) == before
-    assert portable_path(quokka) not in (streamed.index.registered_sources() or [])
+    assert portable_path(quokka) not in (streamed.index.registered_corpus_files() or [])
 
 
 def test_a_dump_record_reusing_an_indexed_id_is_skipped_not_merged(tmp_path, embedder):
@@ -282,7 +282,7 @@ def test_a_bad_line_stops_the_stream_before_any_write(tmp_path, embedder):
     with pytest.raises(CorpusError, match=r"bad\.jsonl, line 34: not valid JSON"):
         ingest_dump(settings, bad, progress=False, embedder=embedder)
     assert sorted(_all_ids(index)) == before
-    assert list(index.stream_sources()) == [portable_path(good)]  # the bad one is not registered
+    assert list(index.streamed_dumps()) == [portable_path(good)]  # the bad one is not registered
     out = _cli("ingest", "--stream", str(bad), "--index-dir", str(settings.index_dir), "-q")
     assert out.exit_code == 1
     assert out.output.count("\n") == 1 and "bad.jsonl, line 34" in out.output
@@ -330,7 +330,7 @@ def test_remove_drops_only_the_dump(tmp_path, embedder):
     assert out.exit_code == 0, out.output
     assert "25 removed" in out.output
     assert [p.title for p in index.papers()] == ["Tiny Widgets"]
-    assert index.stream_sources() == {}
+    assert index.streamed_dumps() == {}
     out = _cli("ingest", "--remove", str(mine), "--index-dir", str(settings.index_dir), "-q")
     assert out.exit_code == 1 and "no paper" in out.output
 

@@ -50,7 +50,7 @@ def tiny_model_env(tiny_index) -> dict[str, str]:
 
 @pytest.mark.slow  # the default run covers it with the real models: test_bench (cold, app)
 def test_cold_ask_before_and_after_the_int8_cache(tiny_model_env, monkeypatch) -> None:
-    from rag import bench
+    from rag.evaluation import bench
     from rag.config import Settings
 
     for key, value in tiny_model_env.items():
@@ -69,7 +69,7 @@ def test_cold_ask_before_and_after_the_int8_cache(tiny_model_env, monkeypatch) -
 
 @pytest.mark.slow  # the default run covers it with the real models: test_bench (cold, app)
 def test_app_figures_include_one_question_and_memory(tiny_model_env, monkeypatch) -> None:
-    from rag import bench
+    from rag.evaluation import bench
     from rag.config import Settings
 
     for key, value in tiny_model_env.items():

@@ -40,7 +40,7 @@ def test_bundled_model_behind_serve_model_answers_like_the_local_one(real_pipeli
                                                                     embedder, tmp_path):
     """``python -m rag serve-model`` serving the default bundled model, as a lab would run it
     for its app instances; the same pipeline over HTTP answers with the number and the paper."""
-    from rag.openai_backend import OpenAIGenerator
+    from rag.generation.remote import OpenAIGenerator
     from test_scale_out import free_port, _launch, _stop, _wait_ready
 
     real_pipeline.generator.load()  # the converted model is cached before the server reads it

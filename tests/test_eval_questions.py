@@ -10,7 +10,7 @@ import pytest
 from rag.config import PROJECT_ROOT
 from rag.corpus import normalize_title
 from rag.errors import CorpusError
-from rag.eval_questions import (
+from rag.evaluation.questions import (
     NOT_IN_CORPUS,
     Question,
     load_questions,

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rag import metrics as M
-from rag.baseline import is_refusal, local_llm
+from rag.evaluation import metrics as M
+from rag.evaluation.baseline import is_refusal
+from rag.llama_index_adapter import LocalLLM
 from rag.cli import app
 from rag.config import PROJECT_ROOT
 from rag.errors import ModelError
-from rag.evaluate import compare_runs, format_retrieval, make_judge, retrieval_eval, run_eval
+from rag.evaluation.run import compare_runs, format_retrieval, make_judge, retrieval_eval, run_eval
 from rag.pipeline import Pipeline
 
 QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
@@ -31,6 +32,8 @@ class ReadingGenerator:
 
     name = "reading"
     device = "cpu"
+    is_loaded = True
+    last_timing = None
 
     def __init__(self, yes: float = 0.9):
         self.yes = yes
@@ -46,6 +49,12 @@ class ReadingGenerator:
             return
         first = re.split(r"(?<=[.!?])\s+", blocks[-1].strip())[0].rstrip(".")
         yield from re.findall(r"\S+\s*", f"Reportedly, the authors explain that {first} [1].")
+
+    def load(self) -> "ReadingGenerator":
+        return self
+
+    def generate(self, messages: list[dict], max_new_tokens: int | None = None) -> str:
+        return "".join(self.stream(messages, max_new_tokens))
 
     def count_tokens(self, messages: list[dict]) -> int:
         return sum(len(m["content"].split()) for m in messages)
@@ -176,7 +185,7 @@ def test_retrieval_on_the_real_index(seed_settings, seed_index, embedder):
 
 def test_local_llm_wraps_the_generator():
     gen = ReadingGenerator()
-    llm = local_llm(gen, num_output=64)
+    llm = LocalLLM(gen, num_output=64)
     assert llm.metadata.context_window == 32768 and llm.metadata.num_output == 64
     prompt = "Source 1:\nPtr-Nets point at input positions. They solve convex hulls.\nQuery: What?\nAnswer: "
     assert llm.complete(prompt).text == "Reportedly, the authors explain that Ptr-Nets point at input positions [1]."

@@ -382,7 +382,7 @@ def test_index_built_with_other_chunking_says_how_to_build_it(small_app_index, t
 CONVERT_KILL_SCRIPT = '''
 import os, signal, sys
 from pathlib import Path
-import rag.models as models
+import rag.generation.models as models
 def die(path, data):  # the weights are saved; the manifest and the rename never happen
     os.kill(os.getpid(), signal.SIGKILL)
 models.atomic_json = die
@@ -401,7 +401,7 @@ def killed_conversion(tiny, tmp_path_factory) -> Path:  # noqa: F811
 
 
 def test_conversion_killed_midway_is_redone_on_next_start(tiny, killed_conversion):  # noqa: F811
-    from rag.models import resolve_model, verify_converted
+    from rag.generation.models import resolve_model, verify_converted
 
     converted = killed_conversion / "converted"
     assert not [p for p in converted.iterdir() if not p.name.startswith(".")]  # no half cache
@@ -410,7 +410,7 @@ def test_conversion_killed_midway_is_redone_on_next_start(tiny, killed_conversio
 
 
 def test_conversion_killed_midway_leaves_no_temporary_files(tiny, killed_conversion):  # noqa: F811
-    from rag.models import resolve_model
+    from rag.generation.models import resolve_model
 
     resolve_model(str(tiny["gguf"]), killed_conversion)
     leftovers = [p.name for p in (killed_conversion / "converted").iterdir() if p.name.startswith(".")]

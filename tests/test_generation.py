@@ -22,11 +22,13 @@ for _k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
     os.environ.setdefault(_k, "1")
 
 from helpers import SPECIAL, tiny_qwen2, train_tokenizer  # noqa: E402
-from rag import generation, models  # noqa: E402
+from rag import console  # noqa: E402
+from rag.generation import local as generation, models  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.errors import ModelError  # noqa: E402
-from rag.generation import DevicePlan, TransformersGenerator, pick_device  # noqa: E402
-from rag.models import BundledModel, resolve_model, verify_converted  # noqa: E402
+from rag.devices import DevicePlan, pick_device  # noqa: E402
+from rag.generation import TransformersGenerator  # noqa: E402
+from rag.generation.models import BundledModel, resolve_model, verify_converted  # noqa: E402
 
 TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -582,13 +584,13 @@ def test_model_steps_show_progress_unless_quiet(tiny, capsys, monkeypatch):
 
     monkeypatch.setattr(generation, "progress", functools.partial(models.progress, delay=0))
     for quiet in (False, True):
-        models.set_quiet(quiet)
+        console.set_quiet(quiet)
         try:
             model = AutoModelForCausalLM.from_pretrained(tiny["folder"])
             assert hf_logging.is_progress_bar_enabled() is not quiet  # transformers' "Loading weights"
             assert generation.quantize_int8(model)
         finally:
-            models.set_quiet(False)
+            console.set_quiet(False)
         err = capsys.readouterr().err
         assert ("Quantizing to int8" in err) is not quiet, err
         assert ("Loading weights" in err) is not quiet, err

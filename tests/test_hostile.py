@@ -302,7 +302,7 @@ def index_state(settings: Settings) -> tuple[int, int, list[str], list[str]]:
     from rag.store import PaperIndex
 
     index = PaperIndex(settings)
-    return index.count(), len(index.papers()), sorted(p.paper_id for p in index.papers()), index.sources()
+    return index.count(), len(index.papers()), sorted(p.paper_id for p in index.papers()), index.corpus_files()
 
 
 def reader_blocks(path: Path, seconds: float = 1.0) -> bool:

@@ -104,7 +104,7 @@ def test_ingest_registers_user_files_and_removes_them(tmp_path, embedder):
     report = ingest(settings, [corpus], progress=False, embedder=embedder)
     assert report.papers == 2
     index = PaperIndex(settings, embedder=embedder)
-    assert len(index.sources()) == 1
+    assert len(index.corpus_files()) == 1
     # A bare re-run re-syncs the registered sources and changes nothing.
     assert ingest(settings, progress=False, embedder=embedder).added == 0
     with pytest.raises(CorpusError, match="no paper"):
@@ -122,7 +122,7 @@ def test_bad_file_stops_before_anything_is_lost(tmp_path, embedder):
         ingest(settings, [bad], progress=False, embedder=embedder)
     index = PaperIndex(settings, embedder=embedder)
     assert [p.title for p in index.papers()] == ["Tiny Widgets"]
-    assert len(index.sources()) == 1  # the bad file was not registered
+    assert len(index.corpus_files()) == 1  # the bad file was not registered
 
 
 def test_missing_index_says_how_to_build_it(tmp_path):

@@ -101,7 +101,7 @@ def test_tokenizer_added_tokens_are_broken_up_too():
 
 def test_the_openai_backend_sends_escaped_text():
     from rag.config import Settings
-    from rag.openai_backend import OpenAIGenerator
+    from rag.generation.remote import OpenAIGenerator
 
     gen = OpenAIGenerator(Settings(openai_url="http://127.0.0.1:9/v1"))
     body = gen._body(answer_messages("Who invented it?", [(1, HOSTILE)]), 8)  # noqa: SLF001

@@ -11,8 +11,8 @@ import pytest
 
 from rag.config import PROJECT_ROOT
 from rag.errors import CorpusError
-from rag.evaluate import Judges
-from rag.judge_check import check_judge, confusion, format_report, load_pairs
+from rag.evaluation.run import Judges
+from rag.evaluation.judge import check_judge, confusion, format_report, load_pairs
 
 PAIRS = PROJECT_ROOT / "eval" / "judge_pairs.jsonl"
 

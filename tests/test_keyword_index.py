@@ -15,8 +15,9 @@ from rag import keyword_index
 from rag.config import Settings
 from rag.ingest import ingest
 from rag.chunking import paper_of
-from rag.retrieval import Filters, Retriever
+from rag.retrieval import Retriever
 from rag.store import PaperIndex
+from rag.types import Filters
 
 QUERIES = ["pointer networks convex hull", "reinforcement learning architecture search CIFAR-10",
            "attention transformer translation BLEU", "graph neural network", "zzzz unknown words"]

@@ -19,7 +19,7 @@ from fakes import ExtractiveGenerator
 from rag.config import PROJECT_ROOT
 from rag.llama_index_adapter import CitewiseQueryEngine, CitewiseRetriever, local_llm, source_node
 from rag.pipeline import Pipeline
-from rag.retrieval import Filters
+from rag.types import Filters
 
 POINTER = "Which architecture outputs positions in its input sequence?"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag import metrics as M
+from rag.evaluation import metrics as M
 
 PTR, SEQ, GAN, OTHER = "Pointer Networks", "Sequence to Sequence Learning", "Generative Adversarial Nets", "Other Paper"
 

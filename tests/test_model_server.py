@@ -3,7 +3,7 @@
 clients that hang up mid-generation, deeply nested or malformed JSON, loosely typed integers,
 and a network ``--host`` without an API key.
 
-The server is the real one: ``rag.model_server.create_app`` under uvicorn in a thread of this
+The server is the real one: ``rag.generation.server.create_app`` under uvicorn in a thread of this
 process, spoken to over real sockets (httpx, or raw HTTP/1.1 where the probe needs control of
 the bytes), around a real ``TransformersGenerator`` loading a tiny Qwen2 built here (context
 window 1,024 tokens). Its greedy output never holds a space, so the streamer has no piece to
@@ -28,12 +28,12 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import free_port
-from rag import model_server
+from rag.generation import server as model_server
 from rag.cli import app
 from rag.config import Settings
 from rag.errors import ConfigError, ModelError
 from rag.generation import TransformersGenerator
-from rag.model_server import ModelService, create_app
+from rag.generation.server import ModelService, create_app
 from test_generation import build_tiny_qwen2
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import pytest
 
 from rag import query_encoder
 from rag.config import Settings
-from rag.query_encoder import load_query_encoder
+from rag.embedding import Embedder
 
 TEXTS = [
     "Which architecture outputs positions in its input sequence?",
@@ -32,7 +32,7 @@ def close(a, b) -> bool:
 
 
 def test_same_vectors_as_the_embedder(embedder, cache_dir) -> None:
-    encode = load_query_encoder(Settings(model_cache_dir=cache_dir))
+    encode = Embedder(Settings(model_cache_dir=cache_dir)).fast_encoder
     assert encode is not None
     for text in TEXTS:
         assert close(encode(text), embedder.get_query_embedding(text)), text
@@ -44,23 +44,23 @@ def test_same_vectors_as_the_embedder(embedder, cache_dir) -> None:
 
 def test_damaged_export_is_rebuilt(embedder, tmp_path) -> None:
     settings = Settings(model_cache_dir=tmp_path)
-    assert load_query_encoder(settings) is not None
+    assert Embedder(settings).fast_encoder is not None
     (graph,) = (tmp_path / "embedders").glob("*.onnx")
     graph.write_bytes(b"not an onnx graph")
     query_encoder._CACHE.clear()  # as in a new process
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # rebuilt quietly: no fallback to torch
-        encode = load_query_encoder(settings)
+        encode = Embedder(settings).fast_encoder
     assert encode is not None and graph.stat().st_size > 1_000_000
     assert close(encode(TEXTS[0]), embedder.get_query_embedding(TEXTS[0]))
 
 
 def test_steps_aside_when_it_does_not_apply(embedder, tmp_path) -> None:
-    assert load_query_encoder(Settings(onnx_queries=False, model_cache_dir=tmp_path)) is None
+    assert Embedder(Settings(onnx_queries=False, model_cache_dir=tmp_path)).fast_encoder is None
     # an injected embedder that is not the settings' model built the index: use it, not ONNX
-    assert load_query_encoder(Settings(model_cache_dir=tmp_path), embedder=object()) is None
+    assert Embedder(Settings(model_cache_dir=tmp_path), model=object()).fast_encoder is None
     assert not (tmp_path / "embedders").exists()
-    assert load_query_encoder(Settings(model_cache_dir=tmp_path), embedder=embedder) is not None
+    assert Embedder(Settings(model_cache_dir=tmp_path), model=embedder).fast_encoder is not None
 
 
 def test_documents_are_embedded_in_fp16_with_large_batches_on_cuda_only() -> None:

@@ -150,7 +150,7 @@ def test_a_follow_up_uses_the_history(client):
     ({"question": ""}, "The question is empty"),
     ({"question": "x" * 5000}, "under 2,000 characters"),
     ({"question": "What is it?", "k": 51}, "less than or equal to 50"),
-    ({"question": "What is it?", "date_from": "2021", "date_to": "2020"}, "after the To date"),
+    ({"question": "What is it?", "date_from": "2021", "date_to": "2020"}, "range is reversed"),
     ({"question": "What is it?", "history": [{"role": "robot", "content": "hi"}]}, "user"),
     ({"question": "What is it?", "temperature": 2}, "Extra inputs are not permitted"),
     ({"k": 3}, "Field required"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rag.errors import QuestionError
-from rag.retrieval import Filters, Retriever, convex, rrf
+from rag.retrieval import Retriever, convex, rrf
+from rag.types import Filters
 
 
 @pytest.mark.parametrize(

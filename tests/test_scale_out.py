@@ -25,7 +25,7 @@ import pytest
 from helpers import free_port, tiny_qwen2, train_tokenizer
 from rag.config import Settings
 from rag.errors import ConfigError, ModelError
-from rag.openai_backend import OpenAIGenerator
+from rag.generation.remote import OpenAIGenerator
 from test_generation import SPECIAL, TEMPLATE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -303,7 +303,7 @@ def test_yes_probability_without_logprobs_uses_the_reply(reply, p):
 
 
 def test_serve_model_refuses_a_busy_port():
-    from rag.model_server import serve
+    from rag.generation.server import serve
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

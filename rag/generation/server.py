@@ -35,12 +35,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .compute_thread import run_on_compute_thread
-from .config import Settings
-from .errors import ConfigError, RagError
-from .generation import REPETITION_PENALTY, TimingInfo, TransformersGenerator
+if TYPE_CHECKING:  # pragma: no cover
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.types import Receive, Scope, Send
+
+from ..config import Settings
+from ..errors import ConfigError, RagError
+from .base import TimingInfo
+from .local import TokenOption, TransformersGenerator
 
 MAX_TOKENS, MAX_TOP_LOGPROBS = 4096, 20
 #: The character check's bound: a prompt over its token limit times this many characters is
@@ -175,28 +180,15 @@ class ModelService:
 
     def next_token(self, messages: list[dict], top_n: int) -> dict:
         """The greedy next token (as ``generate`` picks it) and the top log-probabilities."""
-        lm = self.gen._loaded()  # noqa: SLF001 - same package: identical prompt encoding
-        with self.lock, lm.lock:  # taken here: the compute thread never waits for a lock
-            return run_on_compute_thread(self._next_token, lm, messages, top_n)
+        with self.lock:
+            first = self.gen.next_token(messages, top_n)
 
-    def _next_token(self, lm: Any, messages: list[dict], top_n: int) -> dict:
-        import torch
+        def entry(option: TokenOption) -> dict:
+            return {"token": option.token, "logprob": option.logprob, "bytes": list(option.token.encode("utf-8"))}
 
-        gen = self.gen
-        with torch.inference_mode():
-            ids = gen._encode(lm, messages)  # noqa: SLF001
-            eos = gen._gen_kwargs(lm, ids, 1)["eos_token_id"] or []  # noqa: SLF001
-            logits = lm.model(input_ids=ids).logits[0, -1].float()
-            logprobs, seen, penalized = torch.log_softmax(logits, dim=-1), ids[0].unique(), logits.clone()
-            penalized[seen] = torch.where(logits[seen] > 0, logits[seen] / REPETITION_PENALTY,
-                                          logits[seen] * REPETITION_PENALTY)  # as generate() does
-            choice, decode = int(penalized.argmax()), lm.tokenizer.decode
-            top = torch.topk(logprobs, max(top_n, 1)).indices.tolist()[:top_n]
-            entry = {i: {"token": (t := decode([i])), "logprob": float(logprobs[i]),
-                         "bytes": list(t.encode("utf-8"))} for i in (choice, *top)}
-        info, stop = {**entry[choice], "top_logprobs": [entry[i] for i in top]}, choice in eos
-        return {"text": "" if stop else decode([choice], skip_special_tokens=True), "logprobs": {"content": [info]},
-                **_usage(int(ids.shape[1]), 1, "stop" if stop else "length")}
+        info = {**entry(first.choice), "top_logprobs": [entry(o) for o in first.top]}
+        return {"text": first.text, "logprobs": {"content": [info]},
+                **_usage(first.prompt_tokens, 1, "stop" if first.is_end else "length")}
 
     def _generate(self, req: dict, cancel: threading.Event, put: Callable[[tuple], None]) -> TimingInfo | None:
         """One generation, in the calling thread, each piece handed to ``put``; its timing."""
@@ -272,7 +264,7 @@ async def _until_disconnected(request: Any, cancel: threading.Event) -> None:
     cancel.set()
 
 
-def create_app(service: ModelService, api_key: str | None = None):  # noqa: ANN201
+def create_app(service: ModelService, api_key: str | None = None) -> Starlette:
     from starlette.applications import Starlette
     from starlette.requests import ClientDisconnect
     from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -286,13 +278,13 @@ def create_app(service: ModelService, api_key: str | None = None):  # noqa: ANN2
             super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
             self.cancel = cancel
 
-        async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             try:
                 await super().__call__(scope, receive, send)
             finally:
                 self.cancel.set()
 
-    def _error(request, status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:  # noqa: ANN001
+    def _error(request: Request, status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
         client = request.client.host if request.client else "?"
         log.log(logging.ERROR if status >= 500 else logging.WARNING, "serve-model: HTTP %d for %s %s from %s: %s",
                 status, request.method, request.url.path, client, message)
@@ -301,7 +293,7 @@ def create_app(service: ModelService, api_key: str | None = None):  # noqa: ANN2
     def guarded(endpoint: Callable[[Any], Awaitable[Response]]) -> Callable[[Any], Awaitable[Response]]:
         """``endpoint`` with every failure answered, and logged, as one line: no traceback."""
 
-        async def run(request) -> Response:  # noqa: ANN001
+        async def run(request: Request) -> Response:
             try:
                 return await endpoint(request)
             except ClientDisconnect:  # gone while sending its body
@@ -313,11 +305,11 @@ def create_app(service: ModelService, api_key: str | None = None):  # noqa: ANN2
 
         return run
 
-    def denied(request) -> Any:  # noqa: ANN001
+    def denied(request: Request) -> Any:
         if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
             return _error(request, 401, "missing or wrong API key", "authentication_error")
 
-    async def chat(request):  # noqa: ANN001, ANN202
+    async def chat(request: Request) -> Response:
         if no := denied(request):
             return no
         body = parse_json(await read_body(request, service.max_body))
@@ -326,7 +318,7 @@ def create_app(service: ModelService, api_key: str | None = None):  # noqa: ANN2
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": service.model_id}
         return event_stream(request, req, head) if req["stream"] else await complete(request, req, head)
 
-    async def complete(request, req: dict, head: dict) -> Response:  # noqa: ANN001
+    async def complete(request: Request, req: dict, head: dict) -> Response:
         r, cancel = {}, threading.Event()
         watch = asyncio.create_task(_until_disconnected(request, cancel))
         try:
@@ -339,7 +331,7 @@ def create_app(service: ModelService, api_key: str | None = None):  # noqa: ANN2
                   "logprobs": r.get("logprobs"), "finish_reason": r["finish"]}
         return JSONResponse({**head, "object": "chat.completion", "choices": [choice], "usage": r["usage"]})
 
-    def event_stream(request, req: dict, head: dict) -> Response:  # noqa: ANN001
+    def event_stream(request: Request, req: dict, head: dict) -> Response:
         r, cancel = {}, threading.Event()
 
         def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
@@ -362,11 +354,11 @@ def create_app(service: ModelService, api_key: str | None = None):  # noqa: ANN2
 
         return EventStream(events(), cancel)
 
-    async def models(request):  # noqa: ANN001, ANN202
+    async def models(request: Request) -> Response:
         return denied(request) or JSONResponse({"object": "list", "data": [
             {"id": service.model_id, "object": "model", "created": 0, "owned_by": "citewise"}]})
 
-    async def health(request):  # noqa: ANN001, ANN202
+    async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": service.gen.name, "device": service.gen.device})
 
     return Starlette(routes=[Route("/v1/chat/completions", guarded(chat), methods=["POST"]),
@@ -396,7 +388,7 @@ def check_exposure(host: str, port: int, api_key: str | None, no_auth: bool) -> 
     return f"warning: serving on {host}:{port} without authentication (--no-auth): anyone who reaches it can use it"
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, echo=print,  # noqa: ANN001
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, echo: Callable[[str], object] = print,
           no_auth: bool = False) -> None:
     """Load the model, then serve it until interrupted (Ctrl+C)."""
     import uvicorn

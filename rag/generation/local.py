@@ -15,55 +15,38 @@ import warnings
 from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator
 
-from .compute_thread import run_on_compute_thread, submit
-from .config import Settings
-from .errors import ModelError, RagError
-from .injection import escaped_messages
+from ..compute_thread import run_on_compute_thread, submit
+from ..config import Settings
+from ..console import progress, quiet_libraries
+from ..devices import DevicePlan, device_plan
+from ..errors import ModelError, RagError
+from ..injection import escaped_messages
+from .base import NO_WORDS, YES_WORDS, TimingInfo
 from .models import (ResolvedModel, discard_converted, int8_cache_enabled, int8_folder, int8_key,
-                     load_int8, progress, quiet_gguf_reader, quiet_libraries, resolve_model,
+                     load_int8, quiet_gguf_reader, resolve_model,
                      save_int8, verify_converted)
 
 #: Mild penalty against loops; greedy decoding otherwise.
 REPETITION_PENALTY = 1.05
-YES_WORDS, NO_WORDS = ("Yes", "yes", "YES"), ("No", "no", "NO")
-
-
-class Generator(Protocol):
-    name: str
-    device: str
-
-    def stream(self, messages: list[dict], max_new_tokens: int) -> Iterator[str]: ...
-    def count_tokens(self, messages: list[dict]) -> int: ...
-    def yes_probability(self, messages: list[dict]) -> float: ...
-
-
-@dataclass
-class TimingInfo:
-    prompt_tokens: int = 0
-    time_to_first_token: float | None = None  # seconds from the call to the first token
-    decode_tokens_per_s: float | None = None  # tokens after the first / their time
-    new_tokens: int = 0
-    total_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
-class DevicePlan:
-    device: str  # "cuda", "mps" or "cpu"
-    dtype: str  # torch dtype name
-    quantize: bool  # dynamic int8 (CPU only)
+class TokenOption:
+    token: str  # decoded, special tokens included
+    logprob: float
 
 
-def pick_device(requested: str, *, cuda: bool, bf16: bool, mps: bool, quantize: bool) -> DevicePlan:
-    """Pure choice: CUDA (bf16 if supported, else fp16), then MPS (fp16), then CPU (fp32/int8)."""
-    if requested == "cuda" and not cuda or requested == "mps" and not mps:
-        raise ModelError(f"device '{requested}' is not available here; use device 'auto' or 'cpu'")
-    if requested in ("auto", "cuda") and cuda:
-        return DevicePlan("cuda", "bfloat16" if bf16 else "float16", False)
-    if requested in ("auto", "mps") and mps:
-        return DevicePlan("mps", "float16", False)
-    return DevicePlan("cpu", "float32", quantize)
+@dataclass(frozen=True)
+class NextToken:
+    """The first token of a reply (see ``TransformersGenerator.next_token``)."""
+
+    choice: TokenOption  # the one greedy decoding picks
+    text: str  # what it adds to the reply: "" for an end-of-sequence token
+    is_end: bool
+    top: list[TokenOption]  # the likeliest, best first
+    prompt_tokens: int
 
 
 @dataclass
@@ -248,9 +231,7 @@ def _load(settings: Settings) -> _Loaded:
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    mps, cuda = getattr(torch.backends, "mps", None), torch.cuda.is_available()
-    plan = pick_device(settings.device, cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
-                       mps=bool(mps and mps.is_available()), quantize=settings.quantize)
+    plan = device_plan(settings.device, settings.quantize)
     resolved = resolve_model(settings.model, settings.model_cache_dir)
     if plan.device == "cpu":
         check_memory(resolved, cached=_int8_entry(resolved, settings) if plan.quantize else None)
@@ -279,7 +260,7 @@ def _make_control(stop: threading.Event) -> Any:
         last: float | None = None
         count = 0
 
-        def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001, ANN003
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
             self.last = time.perf_counter()
             self.first = self.first or self.last
             self.count += 1
@@ -297,7 +278,8 @@ def _make_control(stop: threading.Event) -> Any:
 
 
 class TransformersGenerator:
-    """The local generator (see :class:`Generator`), built from :class:`Settings`."""
+    """The local generator (see :class:`~rag.generation.base.Generator`), built from
+    :class:`Settings`."""
 
     _cache: dict[tuple, _Loaded] = {}
     _cache_lock = threading.Lock()
@@ -365,10 +347,14 @@ class TransformersGenerator:
         messages, whose text is escaped so that it never yields a control token."""
         return self._prompt_ids(self._loaded(), messages)
 
-    def _gen_kwargs(self, lm: _Loaded, input_ids: Any, max_new_tokens: int | None) -> dict:
+    @staticmethod
+    def _eos_ids(lm: _Loaded) -> list[int] | None:
         tok, cfg = lm.tokenizer, lm.model.generation_config
         eos = cfg.eos_token_id if isinstance(cfg.eos_token_id, list) else [cfg.eos_token_id]
-        eos = [e for e in {*eos, tok.eos_token_id} if e is not None] or None
+        return [e for e in {*eos, tok.eos_token_id} if e is not None] or None
+
+    def _gen_kwargs(self, lm: _Loaded, input_ids: Any, max_new_tokens: int | None) -> dict:
+        tok, eos = lm.tokenizer, self._eos_ids(lm)
         pad = tok.pad_token_id if tok.pad_token_id is not None else (eos or [None])[0]
         kwargs = dict(input_ids=input_ids, attention_mask=input_ids.new_ones(input_ids.shape),
                       max_new_tokens=max_new_tokens or self.settings.max_new_tokens, do_sample=False,
@@ -453,6 +439,32 @@ class TransformersGenerator:
         new = out[0, input_ids.shape[1]:]
         return lm.tokenizer.decode(new, skip_special_tokens=True), seconds, int(new.shape[0])
 
+    def next_token(self, messages: list[dict], top_n: int = 0) -> NextToken:
+        """The reply's first token as ``stream`` picks it (greedy, after the repetition
+        penalty) and the ``top_n`` likeliest first tokens, with their log-probabilities."""
+        import torch
+        from transformers import RepetitionPenaltyLogitsProcessor
+
+        lm = self._loaded()
+        input_ids, eos = self._encode(lm, messages), set(self._eos_ids(lm) or [])
+
+        @torch.inference_mode()
+        def first_token() -> NextToken:
+            logits = lm.model(input_ids=input_ids).logits[:, -1].float()
+            logprobs = torch.log_softmax(logits[0], dim=-1)
+            choice = int(RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY)(input_ids, logits)[0].argmax())
+            top = torch.topk(logprobs, max(top_n, 1)).indices.tolist()[:top_n]
+
+            def option(i: int) -> TokenOption:
+                return TokenOption(lm.tokenizer.decode([i]), float(logprobs[i]))
+
+            end = choice in eos
+            return NextToken(option(choice), "" if end else lm.tokenizer.decode([choice], skip_special_tokens=True),
+                             end, [option(i) for i in top], int(input_ids.shape[1]))
+
+        with lm.lock:  # taken here: the compute thread never waits for a lock
+            return run_on_compute_thread(first_token)
+
     def yes_probability(self, messages: list[dict]) -> float:
         """P("Yes") / (P("Yes") + P("No")) for the next token of the assistant's reply."""
         import torch
@@ -474,12 +486,3 @@ class TransformersGenerator:
             p_yes, p_no = run_on_compute_thread(yes_no)
         return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
 
-
-def make_generator(settings: Settings) -> Generator:
-    """The generator the settings ask for: a remote OpenAI-compatible server when
-    ``openai_url`` is set (``RAG_OPENAI_URL``), else the local transformers model."""
-    if settings.openai_url:
-        from .openai_backend import OpenAIGenerator
-
-        return OpenAIGenerator(settings)
-    return TransformersGenerator(settings)

@@ -25,10 +25,10 @@ from urllib.parse import urlparse
 
 import httpx
 
-from .config import Settings
-from .errors import ModelError
-from .generation import NO_WORDS, YES_WORDS, TimingInfo
-from .injection import escaped_messages
+from ..config import Settings
+from ..errors import ModelError
+from ..injection import escaped_messages
+from .base import NO_WORDS, YES_WORDS, TimingInfo
 
 CHARS_PER_TOKEN, TOKENS_PER_MESSAGE, TOP_LOGPROBS = 4, 4, 20  # 20: OpenAI's (and vLLM's) maximum
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 300.0  # read: the longest wait for the next bytes
@@ -47,6 +47,7 @@ class OpenAIGenerator:
     """The :class:`~rag.generation.Generator` protocol over an OpenAI-compatible HTTP API."""
 
     device = "remote"
+    is_loaded = True  # nothing loads here; ``load`` checks that the server answers
 
     def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
         if not settings.openai_url:

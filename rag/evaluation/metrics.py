@@ -1,6 +1,6 @@
 """Evaluation metrics: pure functions over prediction records, no model involved.
 
-A prediction record is one line of ``predictions.jsonl`` (see ``rag.evaluate``): a dict with
+A prediction record is one line of ``predictions.jsonl`` (see ``rag.evaluation.run``): a dict with
 ``type``, ``answer``, ``refused``, ``cited_titles``, ``retrieved_titles`` (ranked),
 ``gold_titles``, ``keywords``, ``seconds`` and ``sentences`` (each with ``supported``).
 Titles are compared with :func:`rag.corpus.normalize_title`. An item is *answerable* unless
@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .citations import hard_failures
-from .corpus import normalize_title
-from .sentences import content_terms, split_sentences
+from ..citations import hard_failures
+from ..corpus import normalize_title
+from ..sentences import content_terms, split_sentences
 
 Judge = Callable[[str, str], float]
 UNANSWERABLE = "unanswerable"

@@ -13,7 +13,7 @@ values, per-channel scales and zero points; no pickle), and rebuilt into the sam
 on the next start in about a second.
 
 Steps that can take more than a couple of seconds show a progress bar on stderr, unless
-:func:`set_quiet` turned them off (the CLI does for ``--json``).
+:func:`rag.console.set_quiet` turned them off (the CLI does for ``--json``).
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Literal
 
-from .errors import ModelError
+from ..console import is_quiet, progress
+from ..errors import ModelError
 
 _CHUNK = 1 << 22  # 4 MiB blocks: joins and hashes run in constant memory
 Kind = Literal["bundled", "folder", "gguf", "hub"]
@@ -67,61 +67,6 @@ class ResolvedModel:
     kind: Kind
     sha256: str | None = None  # of the GGUF, for bundled/gguf models
     converted: bool = False  # ``path`` is a cached conversion (can be deleted and rebuilt)
-
-
-# --- progress ------------------------------------------------------------------------------
-_quiet = False
-_saved_env: str | None = None  # HF_HUB_DISABLE_PROGRESS_BARS as it was before set_quiet(True)
-_libraries_quieted = False
-
-
-def set_quiet(quiet: bool = True) -> None:
-    """Turn the model steps' progress bars off (``quiet=True``) or back on, for the whole
-    process: ours, transformers' own ("Loading weights") and huggingface_hub's. For output
-    that must stay machine-readable, e.g. the CLI's ``--json``. ``set_quiet(False)`` only
-    undoes what ``set_quiet(True)`` did (a user's own HF_HUB_DISABLE_PROGRESS_BARS stays)."""
-    global _quiet, _saved_env
-    if quiet == _quiet:
-        return
-    _quiet = quiet
-    if quiet:  # libraries imported from now on start with their bars off
-        _saved_env = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    elif _saved_env is None:
-        os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
-    else:
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = _saved_env
-    if "transformers" in sys.modules:  # already imported: switch its bars now
-        quiet_libraries()
-
-
-def is_quiet() -> bool:
-    """Whether progress bars are off (``set_quiet``), for steps that drive another library's."""
-    return _quiet
-
-
-def quiet_libraries() -> None:
-    """Apply the quiet flag to transformers' and huggingface_hub's bars (imports both)."""
-    global _libraries_quieted
-    if _quiet == _libraries_quieted:
-        return
-    from transformers.utils import logging as hf_logging
-
-    if _quiet:
-        hf_logging.disable_progress_bar()  # also huggingface_hub's
-    elif os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().lower() not in ("1", "true", "yes", "on"):
-        hf_logging.enable_progress_bar()
-    _libraries_quieted = _quiet
-
-
-def progress(iterable: Iterable | None = None, *, desc: str, total: float | None = None,
-             unit: str = "it", **kw: Any) -> Any:
-    """A tqdm bar on stderr, shown only once a step has run for half a second, and never
-    when quiet."""
-    from tqdm import tqdm
-
-    kw = {"file": sys.stderr, "delay": 0.5, "leave": False, "dynamic_ncols": True, **kw}
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=_quiet, **kw)
 
 
 def _bytes_bar(desc: str, total: int) -> Any:
@@ -307,7 +252,7 @@ class quiet_gguf_reader:
 
     def __enter__(self) -> "quiet_gguf_reader":
         self._saved = None
-        if _quiet:
+        if is_quiet():
             from functools import partial
 
             from transformers import modeling_gguf_pytorch_utils as gguf_utils

@@ -4,7 +4,7 @@ Every dev question is answered with refusals by the classifier switched off
 (``never_refuse``), the classifier's inputs are recorded with whether the question is
 answerable, and ``rag.refusal.fit`` chooses weights and thresholds by cross-validation. Each
 answerable dev question is also asked with its gold papers withheld from retrieval
-(``rag.eval_questions.withheld``), as an unanswerable one: written unanswerable questions are
+(``rag.evaluation.questions.withheld``), as an unanswerable one: written unanswerable questions are
 few and of a few kinds, while a relevant-looking paper that does not hold the answer is what
 the classifier must learn to catch on questions it has never seen. The test split is never
 read. Questions that retrieval alone refuses (nothing relevant) are
@@ -17,9 +17,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .eval_questions import load_questions, withheld
-from .refusal import FEATURES, MAX_UNANSWERED, calibration_name, calibration_path, fit
+from ..config import Settings
+from ..refusal import FEATURES, MAX_UNANSWERED, calibration_name, calibration_path, fit
+from .questions import load_questions, withheld
 
 
 def collect(settings: Settings, questions_path: str | Path, progress: bool = True,
@@ -28,8 +28,8 @@ def collect(settings: Settings, questions_path: str | Path, progress: bool = Tru
     reached the model: its features, label and answer."""
     from tqdm import tqdm
 
-    from .evaluate import without
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
+    from .run import without
 
     pipeline = pipeline or Pipeline(settings.with_overrides(never_refuse=True))
     pipeline.warm_up()

@@ -3,7 +3,7 @@
 ``run_eval`` answers each question with citewise and/or the stock llama-index baseline (one
 ``Pipeline``, so the model loads once), judges every answer sentence against the abstracts it
 cites, and writes to ``out_dir``: ``predictions.jsonl``, ``metrics.json``, ``report.md``,
-``per_type.png`` and ``latency.png``. Metric definitions live in ``rag.metrics``.
+``per_type.png`` and ``latency.png``. Metric definitions live in ``rag.evaluation.metrics``.
 ``retrieval_eval`` scores retrieval alone (no model) for the dense, BM25 and hybrid modes.
 
 >>> metrics = run_eval(Settings(), "eval/questions.jsonl", "eval/reports/latest", limit=3)  # doctest: +SKIP
@@ -20,17 +20,16 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
+from ..citations import citations_removed, parse_citations, support_score
+from ..compute_thread import run_on_compute_thread
+from ..config import Settings
+from ..corpus import normalize_title
+from ..errors import ConfigError, ModelError, QuestionError
+from ..prompts import answers_messages, judge_messages
+from ..store import portable_path
+from ..types import Filters, Paper
 from . import metrics as M
-from .citations import citations_removed, parse_citations, support_score
-from .compute_thread import run_on_compute_thread
-from .config import Settings
-from .errors import ConfigError, ModelError, QuestionError
-from .corpus import normalize_title
-from .eval_questions import Question, load_questions, withheld
-from .prompts import answers_messages, judge_messages
-from .retrieval import Filters
-from .store import portable_path
-from .types import Paper
+from .questions import Question, load_questions, withheld
 
 SYSTEMS = ("citewise", "baseline")
 LARGE_JUDGE = "bundled:qwen2.5-coder-1.5b"  # the evaluation's judge when it is installed
@@ -54,8 +53,8 @@ class Judges:
 def judge_generator(judge_model: str | None, pipeline: Any) -> Any:
     """The model that judges: ``judge_model`` (``None``: the pipeline's own generator;
     ``auto``: the bundled 1.5B model when it is installed, else the pipeline's generator)."""
-    from .generation import make_generator
-    from .models import BUNDLED, bundled_parts
+    from ..generation import make_generator
+    from ..generation.models import BUNDLED, bundled_parts
 
     if not judge_model:
         return pipeline.generator
@@ -315,14 +314,14 @@ def run_eval(settings: Settings, questions_path: str | Path, out_dir: str | Path
     """Evaluate ``system`` (citewise, baseline or both) on ``split`` (``dev``, ``test`` or, by
     default, both, each reported on its own) and write the run folder(s). With
     ``withheld_gold``, the questions are the answerable ones with their gold papers withheld
-    (``rag.eval_questions.withheld``): every one should be refused.
+    (``rag.evaluation.questions.withheld``): every one should be refused.
 
     Returns the metrics of the run; for ``both``, ``{"citewise": ..., "baseline": ...}`` with
     the runs in ``out_dir/citewise`` and ``out_dir/baseline`` and a combined ``report.md``.
     """
     if system not in (*SYSTEMS, "both"):
         raise ConfigError(f"Unknown system {system!r}; use citewise, baseline or both.")
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     questions = load_questions(questions_path, split)
     questions = (withheld(questions) if withheld_gold else questions)[: limit or None]
@@ -352,7 +351,7 @@ def run_eval(settings: Settings, questions_path: str | Path, out_dir: str | Path
 def retrieval_eval(settings: Settings, questions_path: str | Path, k: int = 5, pipeline: Any = None,
                    modes: tuple[str, ...] = ("dense", "bm25", "hybrid")) -> dict[str, Any]:
     """Recall@k and MRR@k of the gold papers, per retrieval mode, over the answerable questions."""
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     pipeline = pipeline or Pipeline(settings)
     questions = [q for q in load_questions(questions_path) if q.answerable and q.gold_titles]

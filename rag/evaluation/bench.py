@@ -33,8 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .compute_thread import run_on_compute_thread
-from .config import IS_CHECKOUT, PROJECT_ROOT, QUESTIONS, Settings
+from ..compute_thread import run_on_compute_thread
+from ..config import IS_CHECKOUT, PROJECT_ROOT, QUESTIONS, Settings
 from .metrics import percentile
 
 #: Asked by the cold-start figures (a fresh ``ask``, the app's ``/ask``): the README's example.
@@ -64,18 +64,23 @@ def bench_ingest(settings: Settings, papers_limit: int | None = None) -> dict[st
     """Full ingest (into a fresh index) vs the bare embedder on the same chunks; re-ingest."""
     from llama_index.core.schema import MetadataMode
 
-    from .chunking import chunk_papers
-    from .corpus import load_corpus
-    from .embedding import load_embedder
-    from .ingest import ingest
+    from sentence_transformers import SentenceTransformer
 
-    embedder = load_embedder(settings)
-    run_on_compute_thread(embedder.get_text_embedding_batch, ["warm up"])  # where ingest runs torch
+    from ..chunking import chunk_papers
+    from ..corpus import load_corpus
+    from ..devices import device_plan
+    from ..embedding import Embedder, embedder_path
+    from ..ingest import ingest
+
+    embedder = Embedder(settings)
+    embedder.embed_documents(["warm up"])
+    bare_model = SentenceTransformer(embedder_path(settings.embed_model), device=device_plan(settings.device).device)
     papers = load_corpus(settings.corpus).papers[:papers_limit]
     texts = [n.get_content(metadata_mode=MetadataMode.EMBED)
              for n in chunk_papers(papers, settings.chunk_size, settings.chunk_overlap)]
+    run_on_compute_thread(bare_model.encode, texts[:8])  # where ingest runs torch
     t = time.perf_counter()
-    run_on_compute_thread(embedder._model.encode, texts, batch_size=settings.embed_batch_size,
+    run_on_compute_thread(bare_model.encode, texts, batch_size=settings.embed_batch_size,
                           normalize_embeddings=True)
     bare = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,12 +105,11 @@ def bench_embed(settings: Settings, papers_limit: int | None = None) -> dict[str
     import numpy as np
     from llama_index.core.schema import MetadataMode
 
-    from .chunking import chunk_papers
-    from .corpus import load_corpus
-    from .embedding import load_embedder
-    from .query_encoder import load_query_encoder
+    from ..chunking import chunk_papers
+    from ..corpus import load_corpus
+    from ..embedding import Embedder
 
-    embedder = load_embedder(settings)
+    embedder = Embedder(settings)
     papers = load_corpus(settings.corpus).papers[:papers_limit]
     texts = sorted((n.get_content(metadata_mode=MetadataMode.EMBED)
                     for n in chunk_papers(papers, settings.chunk_size, settings.chunk_overlap)), key=len)
@@ -117,9 +121,9 @@ def bench_embed(settings: Settings, papers_limit: int | None = None) -> dict[str
         vectors = [v for i in range(0, len(texts), size) for v in embed(texts[i : i + size])]
         return time.perf_counter() - t, np.asarray(vectors)
 
-    torch_s, torch_vecs = timed(lambda batch: run_on_compute_thread(embedder.get_text_embedding_batch, batch))
+    torch_s, torch_vecs = timed(embedder.embed_documents)
     out: dict[str, Any] = {"chunks": len(texts), "torch_chunks_per_s": len(texts) / torch_s}
-    onnx = load_query_encoder(settings, embedder)
+    onnx = embedder.fast_encoder
     if onnx is None:
         out["onnx"] = "not available here (not on CPU, or not a mean-pooling local model)"
         return out
@@ -130,7 +134,7 @@ def bench_embed(settings: Settings, papers_limit: int | None = None) -> dict[str
 
 
 def bench_search(settings: Settings, n: int = 100) -> dict[str, Any]:
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     pipeline = Pipeline(settings)
     queries = [q["question"] for q in _questions()]
@@ -164,10 +168,10 @@ def bench_scale(size: int, dim: int = 384, queries: int = 100) -> dict[str, Any]
     before = rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
         client = chromadb.PersistentClient(tmp, settings=ChromaSettings(anonymized_telemetry=False))
-        from .store import _no_embedding_function
+        from ..store import no_embedding_function
 
         col = client.create_collection("scale", metadata={"hnsw:space": "cosine"},
-                                       embedding_function=_no_embedding_function())
+                                       embedding_function=no_embedding_function())
         t = time.perf_counter()
         batch = 5000
         for start in range(0, size, batch):
@@ -196,7 +200,7 @@ def bench_generate(settings: Settings, new_tokens: int = 64, rounds: int = 3) ->
     ``rounds`` times; medians, so a burst of other work on the machine hits both alike."""
     from statistics import median
 
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     pipeline = Pipeline(settings)
     gen = pipeline.generator
@@ -222,7 +226,7 @@ def bench_generate(settings: Settings, new_tokens: int = 64, rounds: int = 3) ->
 
 
 def bench_answers(settings: Settings, limit: int | None) -> dict[str, Any]:
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     pipeline = Pipeline(settings)
     pipeline.warm_up()
@@ -242,10 +246,10 @@ def bench_assisted(settings: Settings, n: int = 12, model: str = "bundled:qwen2.
     """``model`` alone vs ``model`` with ``draft`` proposing tokens (assisted generation), on
     the prompts of the first ``n`` dev questions, alternated per prompt: seconds per answer,
     tokens per second, and how many answers came out identical."""
-    from .errors import ModelError
-    from .generation import TransformersGenerator
-    from .models import BUNDLED, bundled_parts
-    from .pipeline import Pipeline
+    from ..errors import ModelError
+    from ..generation import TransformersGenerator
+    from ..generation.models import BUNDLED, bundled_parts
+    from ..pipeline import Pipeline
 
     if model in BUNDLED:
         try:
@@ -337,7 +341,7 @@ def bench_cold(settings: Settings, question: str = COLD_QUESTION, before: bool =
     first token (the "draft:" line on stderr) and to the end, and its peak memory; once
     with the int8 model cache turned off (``before``: load fp32 and quantize, as before the
     cache existed) and once with it (``after``). The cache is built first if missing."""
-    from .models import INT8_ENV, int8_folder, int8_key, resolve_model
+    from ..generation.models import INT8_ENV, int8_folder, int8_key, resolve_model
 
     cmd = [sys.executable, "-m", "rag", "ask", question, "--index-dir", str(settings.index_dir)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -461,7 +465,8 @@ OPT_IN = ("assisted",)  # needs the opt-in 1.5B model: run with --only assisted
 
 
 def run(settings: Settings, quick: bool = False, only: list[str] | None = None,
-        scale: list[int] | None = None, out: Path | None = None, echo=print) -> dict[str, Any]:  # noqa: ANN001
+        scale: list[int] | None = None, out: Path | None = None,
+        echo: Callable[[str], object] = print) -> dict[str, Any]:
     """Run the selected sections and return {section: figures}."""
     plan: dict[str, Callable[[], dict[str, Any]]] = {
         "ingest": lambda: bench_ingest(settings, 40 if quick else None),

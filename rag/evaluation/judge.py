@@ -5,7 +5,7 @@ cites (``evidence``, verbatim), and two hand labels: ``supported`` (the evidence
 claim) and ``answers`` (the claim gives what the question asks for), plus the ``kind`` of
 case (``verbatim``, ``paraphrase``, ``off_question``, ``wrong_binding``, ``wrong_number``,
 ``entity_swap``, ``negation``, ``overclaim``, ``question_echo``, ``partial``).
-``check_judge`` runs the evaluation's own verdicts on them: ``rag.metrics.judge_sentence``
+``check_judge`` runs the evaluation's own verdicts on them: ``rag.evaluation.metrics.judge_sentence``
 (hard checks, then the restatement rule, then the model) for support, and the answer judge
 for ``answers``, and reports accuracy overall and per kind.
 
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import CorpusError
 from . import metrics as M
-from .errors import CorpusError
 
 LABELS = ("supported", "answers")
 
@@ -62,7 +62,7 @@ def confusion(verdicts: Sequence[tuple[bool, bool]]) -> dict[str, Any]:
 
 
 def check_judge(pairs: Sequence[dict[str, Any]], judges: Any, progress: bool = True) -> dict[str, Any]:
-    """The judge's verdicts on ``pairs`` against their labels (``judges``: ``rag.evaluate.Judges``)."""
+    """The judge's verdicts on ``pairs`` against their labels (``judges``: ``rag.evaluation.run.Judges``)."""
     from tqdm import tqdm
 
     rows = []
