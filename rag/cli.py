@@ -428,8 +428,9 @@ def eval_retrieval(
 @guarded
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small and fast (for CI): every section, tiny sizes.")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these sections (ingest, embed, search, scale, generate, answer, cold, app; opt-in: assisted).")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these sections (ingest, embed, search, scale, generate, answer, cold, app; opt-in: assisted, dump, filters).")] = None,
     scale: Annotated[Optional[list[int]], typer.Option("--scale", help="Synthetic index sizes in chunks (default 100000; 1000000 is opt-in).")] = None,
+    papers: Annotated[Optional[list[int]], typer.Option("--papers", min=1, help="Synthetic dump sizes in papers for dump and filters (default 10000 and 50000).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the JSON results.")] = Path("bench-results.json"),
     index_dir: IndexDir = None,
 ) -> None:
@@ -439,7 +440,7 @@ def bench(
 
     settings = settings_from(index_dir=index_dir)
     results = benchmarks.run(settings, quick=quick, only=only, scale=scale, out=out,
-                             echo=lambda m: typer.echo(m, err=True))
+                             echo=lambda m: typer.echo(m, err=True), papers=papers)
     typer.echo(benchmarks.table(results))
     typer.echo(json.dumps(results))
 

@@ -5,10 +5,10 @@ the process has to build it (the saved one moved away), both in one run.
     python scripts/bench_keyword.py                      # 100,000 papers
     python scripts/bench_keyword.py --papers 20000 --workdir /tmp/kw-bench
 
-The index is filled from a synthetic arXiv-format dump (``scripts/make_synthetic_dump.py``)
+The index is filled from a synthetic arXiv-format dump (``rag.evaluation.synthetic``)
 through the real chunking and ``PaperIndex.sync``, with random unit vectors in place of the
 embedder's (BM25 never reads vectors; embedding 100,000 chunks on a CPU takes most of an
-hour, which ``scripts/bench_dump.py`` measures). That write ends, as every write does, by
+hour, which ``python -m rag bench --only dump`` measures). That write ends, as every write does, by
 saving the keyword index; its time is reported too. Each search runs in a new process
 (``python -m rag search``, hybrid), which reports its first search's seconds after its
 imports; the process's wall time and peak resident memory are reported beside them.
@@ -49,11 +49,11 @@ def fill(n: int, workdir: Path, seed: int = 0) -> dict:
     """An index of ``n`` synthetic papers (random vectors); the seconds its write took,
     keyword index included, and the seconds of the keyword index alone."""
     import numpy as np
-    from make_synthetic_dump import write_dump
 
     from rag import keyword_index
     from rag.config import Settings
     from rag.corpus import stream_records
+    from rag.evaluation.synthetic import write_dump
     from rag.store import PaperIndex
 
     dump = workdir / f"synthetic-{n}.jsonl"

@@ -4,7 +4,7 @@ the real ``python -m rag ingest --stream``, then searched through the real pipel
     python scripts/bench_scale.py --sizes 100000 --workdir ~/scale-bench
     python scripts/bench_scale.py --sizes 100000,1000000 --workdir ~/scale-bench   # hours
 
-For each size: the dump (``scripts/make_synthetic_dump.py``), its streamed ingest (time,
+For each size: the dump (``rag.evaluation.synthetic``), its streamed ingest (time,
 chunks/s, peak resident memory of the ingest process), the first hybrid search of a fresh
 process (``scripts/bench_keyword.py``'s probe: timed after its imports, with the process's
 wall time and peak memory), hybrid search p50/p95 over 40 different questions in one warm
@@ -16,7 +16,7 @@ Resumable: figures are kept in ``WORKDIR/results.json`` as each step ends, a fin
 is not run again, and an ingest cut short is finished by the same ``ingest --stream``.
 
 The embedder: embedding a million abstracts with the bundled MiniLM takes about six hours
-on a 2-core CPU (``scripts/bench_dump.py`` measures that path), so by default the index is
+on a 2-core CPU (``python -m rag bench --only dump`` measures that path), so by default the index is
 built with a *stand-in*: the bundled MiniLM cut to its first layer and 64 tokens, saved as
 a local sentence-transformers folder and given to every process as ``RAG_EMBED_MODEL``, as
 a user's own embedder would be. Its vectors have the same 384 dimensions, so Chroma, BM25
@@ -39,8 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_dump import _count as chunk_count, _run_sampled  # noqa: E402
 from bench_keyword import disk_mib, first_search  # noqa: E402
+
+from rag.evaluation.dumps import indexed_chunks as chunk_count  # noqa: E402
+from rag.evaluation.dumps import run_sampled  # noqa: E402
 
 SEARCHES = """
 import json, sys, time
@@ -82,7 +84,7 @@ def standin_embedder(workdir: Path) -> Path:
 
 
 def dump_of(n: int, workdir: Path) -> Path:
-    from make_synthetic_dump import write_dump
+    from rag.evaluation.synthetic import write_dump
 
     dump = workdir / f"synthetic-{n}.jsonl"
     if not dump.with_suffix(".done").exists():
@@ -93,7 +95,7 @@ def dump_of(n: int, workdir: Path) -> Path:
 
 def ingest(dump: Path, index_dir: Path, env: dict) -> dict:
     """Stream ``dump`` in; every run of it (an earlier one may have been cut short) adds up."""
-    run = _run_sampled(["ingest", "--stream", str(dump), "--index-dir", str(index_dir), "--quiet"], env)
+    run = run_sampled(["ingest", "--stream", str(dump), "--index-dir", str(index_dir), "--quiet"], env)
     return {"seconds": run["seconds"], "peak_rss_mib": run["peak_rss_mib"]}
 
 

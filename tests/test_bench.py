@@ -21,13 +21,16 @@ SECTIONS = {
     "answer": ["answer_p50_s", "answer_p90_s", "ttft_p50_s"],
     "cold": ["after_first_token_s", "after_total_s", "after_peak_rss_mb"],
     "app": ["cold_start_s", "model_ready_s", "peak_rss_mb", "rss_model_ready_mb", "question_s"],
+    "dump": [],
+    "filters": [],
 }
 
 
 # The sections that start fresh processes (a cold `ask`, the app) take most of the time: they
 # run with -m slow (tests/test_app_start.py and tests/test_wheel.py start both by default).
 GROUPS = [pytest.param(("ingest", "embed", "search", "scale", "generate", "answer"), id="in-process"),
-          pytest.param(("cold", "app"), id="fresh-processes", marks=pytest.mark.slow)]
+          pytest.param(("cold", "app"), id="fresh-processes", marks=pytest.mark.slow),
+          pytest.param(("dump", "filters"), id="synthetic-dumps", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("sections", GROUPS)
@@ -56,6 +59,12 @@ def test_bench_quick_runs_its_sections(sections, seed_index, seed_settings, tmp_
         assert scale["chunks"] == 2000 and scale["query_p50_ms"] > 0
         assert results["answer"]["questions"] == 2
         assert "| search | hybrid_p50_ms |" in proc.stdout
+    if "dump" in sections:  # streamed in by `ingest --stream`, killed halfway, finished by a rerun
+        (dump,) = results["dump"].values()
+        assert dump["exact"] and dump["final_chunks"] == dump["expected_chunks"] > 0
+        assert [run["killed"] for run in dump["runs"]] == [True, False]
+        (filters,) = results["filters"].values()
+        assert all(filters[f]["same_ranking"] and filters[f]["hits"] > 0 for f in ("category", "author", "year"))
     for (section, figure), (limit, unit) in TARGETS.items():  # each target marked, met or not
         if section not in sections:
             continue
@@ -87,6 +96,16 @@ def test_figures_with_targets_are_marked(monkeypatch, tmp_path) -> None:
     assert "| answer | answer_p50_s | 2.5 | \u2713 meets target \u2264 8 s |" in table
     assert "| search | dense_p50_ms | 9 |  |" in table
     assert any("\u2717 misses target \u2264 5 s" in line for line in echoed)
+
+
+def test_an_unknown_section_is_an_error_that_lists_the_sections() -> None:
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--only", "serch"])
+    assert result.exit_code == 1 and "no benchmark section serch" in result.output
+    assert "search" in result.output and "filters" in result.output
 
 
 def test_every_target_names_a_figure_a_section_reports() -> None:

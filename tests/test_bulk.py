@@ -9,7 +9,6 @@ run with its memory ceiling is the ``slow`` test at the end.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -26,9 +25,11 @@ from typer.testing import CliRunner
 from rag.bulk import ingest_dump
 from rag.chunking import author_key, chunk_papers
 from rag.cli import app
-from rag.config import PROJECT_ROOT, Settings
+from rag.config import Settings
 from rag.corpus import stream_records
 from rag.errors import CorpusError
+from rag.evaluation import synthetic as make_dump
+from rag.evaluation.dumps import bench_filters
 from rag.ingest import ingest
 from rag.retrieval import Retriever
 from rag.store import ADD_BATCH, PaperIndex, portable_path
@@ -38,14 +39,6 @@ from test_keyword_index import assert_keyword_index_is_current
 DUMP_PAPERS = 400  # two commits of ADD_BATCH chunks or less: the kill lands between them
 
 
-def _load_script(name: str):  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_dump = _load_script("make_synthetic_dump")
 
 
 def _papers(path: Path) -> list[Paper]:
@@ -403,9 +396,9 @@ def test_100k_dump_with_a_kill_stays_flat_and_exact(tmp_path):
 
 
 def test_filtered_bm25_ranks_like_the_python_metadata_filter(tmp_path):
-    """scripts/bench_filters.py on a small dump: Chroma's filter + a score mask returns the
+    """``bench --only filters`` on a small dump: Chroma's filter + a score mask returns the
     same BM25 ranking as llama-index's per-chunk metadata filter, for each kind of filter."""
-    result = _load_script("bench_filters").bench_filters(400, tmp_path)
+    result = bench_filters(400, tmp_path)
     assert result["chunks"] == 400
     for name in ("category", "author", "year"):
         assert result[name]["hits"] > 0 and result[name]["same_ranking"], (name, result[name])

@@ -25,13 +25,12 @@ import pytest
 from rag import keyword_index
 from rag.bulk import ingest_dump
 from rag.config import Settings
+from rag.evaluation import synthetic as make_synthetic_dump
 from rag.ingest import ingest
 from rag.store import PaperIndex
 from test_faults import FAKE_EMBEDDER, fake_embed, pairs
 from test_keyword_index import assert_keyword_index_is_current, saved_keys
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import make_synthetic_dump  # noqa: E402
 
 PATHS = ("ingest", "update", "stream", "remove")
 POINTS = ("chroma", "keyword-save")

@@ -15,6 +15,12 @@ Sections (``--quick`` shrinks each one so CI can keep the command working):
             through the ``/ask`` API, and the app's resident memory (peak, and what of it is
             file-backed)
 
+Opt-in (``--only``), for they take long: ``assisted`` (generation with the bundled 1.5B
+model and a draft model), and on synthetic arXiv-format dumps (``rag.evaluation.dumps``;
+sizes in papers with ``--papers``): ``dump`` (streamed ingest through ``python -m rag ingest
+--stream``, killed and resumed; 10,000 papers) and ``filters`` (filtered BM25 search, Chroma's
+filter vs llama-index's per-chunk one; 50,000 papers).
+
 Results are printed as a table and one JSON object, also written to ``--out``. Figures
 with a target (:data:`TARGETS`) are marked as meeting or missing it, in the table and in
 the JSON (``<section>.targets.<figure>``: the target and a ``met`` flag).
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +42,7 @@ from typing import Any
 
 from ..compute_thread import run_on_compute_thread
 from ..config import IS_CHECKOUT, PROJECT_ROOT, QUESTIONS, Settings
+from ..errors import ConfigError
 from .metrics import percentile
 
 #: Asked by the cold-start figures (a fresh ``ask``, the app's ``/ask``): the README's example.
@@ -461,13 +469,16 @@ def mark(target: dict) -> str:
     return f"\u2713 meets target {bound}" if target["met"] else f"\u2717 misses target {bound}"
 
 
-OPT_IN = ("assisted",)  # needs the opt-in 1.5B model: run with --only assisted
+OPT_IN = ("assisted", "dump", "filters")  # long, or the opt-in 1.5B model: run with --only
 
 
 def run(settings: Settings, quick: bool = False, only: list[str] | None = None,
         scale: list[int] | None = None, out: Path | None = None,
-        echo: Callable[[str], object] = print) -> dict[str, Any]:
-    """Run the selected sections and return {section: figures}."""
+        echo: Callable[[str], object] = print, papers: list[int] | None = None) -> dict[str, Any]:
+    """Run the selected sections and return {section: figures}. ``scale``: the synthetic
+    index sizes (chunks) of ``scale``; ``papers``: the dump sizes of ``dump`` and ``filters``."""
+    from . import dumps
+
     plan: dict[str, Callable[[], dict[str, Any]]] = {
         "ingest": lambda: bench_ingest(settings, 40 if quick else None),
         "embed": lambda: bench_embed(settings, 40 if quick else None),
@@ -479,17 +490,26 @@ def run(settings: Settings, quick: bool = False, only: list[str] | None = None,
         "cold": lambda: bench_cold(settings, before=not quick),
         "app": lambda: bench_app(settings),
         "assisted": lambda: bench_assisted(settings, 3 if quick else 12),
+        "dump": lambda: dumps.bench_dump(papers or ([300] if quick else [10_000]), workdir),
+        "filters": lambda: {str(n): dumps.bench_filters(n, workdir / f"filters-{n}")
+                            for n in (papers or ([400] if quick else [50_000]))},
     }
+    if only and (unknown := sorted(set(only) - set(plan))):
+        raise ConfigError(f"no benchmark section {', '.join(unknown)}; the sections are {', '.join(plan)}.")
     results: dict[str, Any] = {"quick": quick}
-    for name, fn in plan.items():
-        if only and name not in only or not only and name in OPT_IN:
-            continue
-        echo(f"... {name}")
-        results[name] = fn()
-        if marks := mark_targets(name, results[name]):
-            results[name]["targets"] = marks
-            for figure, target in marks.items():
-                echo(f"    {name} {figure}: {_fmt(target['value'])} {mark(target)}")
+    workdir = Path(tempfile.mkdtemp(prefix="citewise-bench-"))  # the dumps and their indexes
+    try:
+        for name, fn in plan.items():
+            if only and name not in only or not only and name in OPT_IN:
+                continue
+            echo(f"... {name}")
+            results[name] = fn()
+            if marks := mark_targets(name, results[name]):
+                results[name]["targets"] = marks
+                for figure, target in marks.items():
+                    echo(f"    {name} {figure}: {_fmt(target['value'])} {mark(target)}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -1,6 +1,6 @@
 """Write a synthetic abstract dump in the arXiv metadata format (one JSON object per line).
 
-    python scripts/make_synthetic_dump.py --n 100000 --out data/synthetic-100k.jsonl [--seed 0]
+    python -m rag.evaluation.synthetic --n 100000 --out synthetic-100k.jsonl [--seed 0]
 
 Each line has ``id`` ("2101.00001": year and month of its date, then a counter),
 ``submitter``, ``authors`` ("A. Name, B. Name and C. Name"), ``title``, ``comments``,
@@ -22,13 +22,10 @@ import argparse
 import json
 import random
 import re
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MIN_WORDS, MAX_WORDS = 40, 60
 CATEGORIES = (
@@ -50,9 +47,9 @@ FIRST_DAY, DAYS = date(2015, 1, 1), (date(2024, 12, 31) - date(2015, 1, 1)).days
 
 def seed_material() -> tuple[list[str], list[str]]:
     """Sentences (8 to 30 words, one of them complete) and title words of the seed corpus."""
-    from rag.config import SEEDS_DIR
-    from rag.corpus import load_corpus
-    from rag.sentences import split_sentences
+    from ..config import SEEDS_DIR
+    from ..corpus import load_corpus
+    from ..sentences import split_sentences
 
     papers = load_corpus([SEEDS_DIR]).papers
     sentences = sorted({s for p in papers for s in split_sentences(p.abstract)
