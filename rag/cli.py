@@ -411,7 +411,7 @@ def calibrate_(
 @guarded
 def eval_retrieval(
     questions: Annotated[Optional[Path], typer.Option("--questions", help="Question set, JSON lines (default: eval/questions.jsonl).")] = None,
-    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Papers retrieved per question.")] = 5,
+    k: Annotated[Optional[int], typer.Option("-k", "--top-k", min=1, help="Papers retrieved per question (default: the settings' top_k, 5).")] = None,
     as_json: AsJson = False,
     index_dir: IndexDir = None,
 ) -> None:

@@ -130,10 +130,9 @@ class Embedder:
         if not settings.onnx_queries:
             return None
         folder = Path(embedder_path(settings.embed_model))
-        given = self._model
-        if given is not None and getattr(given, "model_name", None) != str(folder):
-            return None
-        if given is not None:
+        if (given := self._model) is not None:
+            if getattr(given, "model_name", None) != str(folder):
+                return None
             from llama_index.embeddings.huggingface import HuggingFaceEmbedding  # imported: it was given
 
             if not isinstance(given, HuggingFaceEmbedding):

@@ -348,12 +348,14 @@ def run_eval(settings: Settings, questions_path: str | Path, out_dir: str | Path
     return results if system == "both" else results[system]
 
 
-def retrieval_eval(settings: Settings, questions_path: str | Path, k: int = 5, pipeline: Any = None,
+def retrieval_eval(settings: Settings, questions_path: str | Path, k: int | None = None, pipeline: Any = None,
                    modes: tuple[str, ...] = ("dense", "bm25", "hybrid")) -> dict[str, Any]:
-    """Recall@k and MRR@k of the gold papers, per retrieval mode, over the answerable questions."""
+    """Recall@k and MRR@k of the gold papers, per retrieval mode, over the answerable questions
+    (``k``: the settings' ``top_k`` by default, as the answers use)."""
     from ..pipeline import Pipeline
 
     pipeline = pipeline or Pipeline(settings)
+    k = k or settings.top_k
     questions = [q for q in load_questions(questions_path) if q.answerable and q.gold_titles]
     out: dict[str, Any] = {"k": k, "n": len(questions), "modes": {}}
     for mode in modes:
