@@ -601,23 +601,26 @@ class PaperIndex:
         (``rag.keyword_index``); it yields a ``WriteRecord`` whose ``changed_chunks`` a writer
         that changed no chunk sets to False, so the saved one is carried over, not rebuilt."""
         record = WriteRecord()
-        if self.settings.chroma_url:
+        with self._sole_writer():
             before = (self.version(), self.count())
             with index_errors(self.location), self._versioned():
                 yield record
                 self._fit_search()
             self._save_keyword_index(before, record)
+
+    @contextmanager
+    def _sole_writer(self) -> Iterator[None]:
+        """An exclusive lock on a local index folder, held until the block ends (a Chroma
+        server orders its writes itself)."""
+        if self.settings.chroma_url:
+            yield
             return
         import fcntl
 
         with open(Path(self.settings.index_dir) / ".lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                before = (self.version(), self.count())
-                with index_errors(self.location), self._versioned():
-                    yield record
-                    self._fit_search()
-                self._save_keyword_index(before, record)
+                yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
