@@ -25,6 +25,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,6 @@ class OnnxEncoder:
 
     def __init__(self, folder: Path, graph: Path, max_length: int, lower: bool):
         import onnxruntime as ort
-        from transformers import AutoTokenizer
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(os.cpu_count() or 1, 4)
@@ -53,24 +53,54 @@ class OnnxEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self._wanted = {i.name for i in self._session.get_inputs()}
-        self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        self._max_length, self._lower = max_length, lower
+        self._tokenizer = _fast_tokenizer(folder, max_length)
+        self._lower = lower
 
     def __call__(self, text: str) -> list[float]:
         return self.embed([text])[0]
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         texts = [t.lower() for t in texts] if self._lower else list(texts)
-        batch = self._tokenizer(texts, return_tensors="np", padding=True, truncation=True,
-                                max_length=self._max_length)
-        feed = {n: batch[n].astype(np.int64) for n in _INPUTS if n in self._wanted and n in batch}
-        if "token_type_ids" in self._wanted and "token_type_ids" not in feed:
-            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        encodings = self._tokenizer.encode_batch(texts)
+        batch = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                 "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64)}
+        feed = {n: batch[n] for n in _INPUTS if n in self._wanted}
         hidden = self._session.run(None, feed)[0]
         mask = batch["attention_mask"][..., None].astype(hidden.dtype)
         vecs = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
         vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         return vecs.tolist()
+
+
+def _fast_tokenizer(folder: Path, max_length: int) -> Any:
+    """The model's ``tokenizer.json`` through the ``tokenizers`` library itself (what
+    transformers' fast tokenizer wraps, without importing transformers: seconds saved in a
+    fresh process), set up as sentence-transformers calls it: truncated to ``max_length``,
+    padded to the longest text of the batch."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    padding = tokenizer.padding or {}
+    pad_token = padding.get("pad_token") or _special_token(folder, "pad_token") or "[PAD]"
+    pad_id = tokenizer.token_to_id(pad_token)
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(pad_id=padding.get("pad_id", 0) if pad_id is None else pad_id,
+                             pad_type_id=padding.get("pad_type_id", 0), pad_token=pad_token)
+    return tokenizer
+
+
+def _special_token(folder: Path, name: str) -> str | None:
+    for file in ("special_tokens_map.json", "tokenizer_config.json"):
+        try:
+            value = json.loads((folder / file).read_text()).get(name)
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, dict):
+            value = value.get("content")
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def load_query_encoder(folder: Path, cache_dir: Path) -> OnnxEncoder | None:

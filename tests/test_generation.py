@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -254,6 +256,44 @@ def test_cache_that_verifies_but_fails_to_load_is_rebuilt(tiny, tmp_path):
 def test_pick_device(requested, flags, expected):
     assert pick_device(requested, quantize=True, **flags) == expected
     assert pick_device("cpu", cuda=False, bf16=False, mps=False, quantize=False).quantize is False
+
+
+def test_cpu_only_agrees_with_torch_and_spares_its_import():
+    """Where ``cpu_only`` says no GPU can exist, torch agrees, and the device plan is made
+    without importing torch (checked in a fresh process: this one has torch loaded)."""
+    import torch
+
+    from rag.devices import cpu_only
+
+    probe = ("import sys; from rag.devices import device_plan; plan = device_plan('auto', True); "
+             "print(plan.device, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
+    if cpu_only():
+        assert not torch.cuda.is_available()
+        assert out == ["cpu", "False"]
+    else:
+        assert out[1] == "True"
+
+
+@pytest.mark.parametrize("version, platform, nodes, expected", [
+    ("2.13.0+cpu", "linux", [], True),
+    ("2.13.0+cpu", "linux", ["nvidiactl"], True),  # a CPU build cannot use the GPU
+    ("2.13.0+cu126", "linux", [], True),  # no GPU driver: no GPU
+    ("2.13.0+cu126", "linux", ["nvidia0"], False),
+    ("2.13.0", "linux", ["kfd"], False),  # ROCm
+    ("2.13.0", "darwin", [], False),  # MPS: ask torch
+    ("2.13.0", "win32", [], False),
+])
+def test_cpu_only(monkeypatch, tmp_path, version, platform, nodes, expected):
+    from rag import devices
+
+    for name in nodes:
+        (tmp_path / name).touch()
+    monkeypatch.setattr(devices, "GPU_DEVICE_NODES", tuple(str(tmp_path / n) for n in ("nvidiactl", "nvidia0", "kfd")))
+    monkeypatch.setattr(devices.metadata, "version", lambda name: version)
+    monkeypatch.setattr(devices.sys, "platform", platform)
+    assert devices.cpu_only() is expected
 
 
 @pytest.mark.parametrize("requested", ["cuda", "mps"])

@@ -42,6 +42,31 @@ def test_same_vectors_as_the_embedder(embedder, cache_dir) -> None:
     assert files == [".json", ".onnx"]  # no temporary file left behind
 
 
+def test_tokens_are_the_embedders_own() -> None:
+    """The encoder tokenises with ``tokenizers`` directly (no transformers import); ids,
+    masks and padding equal transformers' tokenizer of the model, as sentence-transformers
+    calls it, over the seed listings' lines and the awkward texts above."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from rag.config import DEFAULT_EMBEDDER
+    from rag.embedding import embedder_path
+
+    folder = Path(embedder_path(DEFAULT_EMBEDDER))
+    seeds = sorted((Path(__file__).resolve().parent.parent / "data" / "seeds").iterdir())
+    texts = [line for f in seeds[:4] for line in f.read_text().splitlines() if line.strip()][:300] + TEXTS
+    reference = AutoTokenizer.from_pretrained(str(folder))
+    ours = query_encoder._fast_tokenizer(folder, 256)
+    for i in range(0, len(texts), 8):
+        batch = texts[i:i + 8]
+        want = reference(batch, padding=True, truncation=True, max_length=256)
+        got = ours.encode_batch(batch)
+        assert [e.ids for e in got] == want["input_ids"], batch
+        assert [e.attention_mask for e in got] == want["attention_mask"]
+        assert [e.type_ids for e in got] == want["token_type_ids"]
+
+
 def test_damaged_export_is_rebuilt(embedder, tmp_path) -> None:
     settings = Settings(model_cache_dir=tmp_path)
     assert Embedder(settings).fast_encoder is not None

@@ -10,7 +10,8 @@ Sections (``--quick`` shrinks each one so CI can keep the command working):
 * generate  time to first token and decode tokens/s through the pipeline vs bare generate
 * answer    end-to-end seconds p50/p90 over the eval questions
 * cold      ``python -m rag ask`` in a fresh process: seconds to its first token and to the
-            end, without the int8 model cache (before) and with it (after)
+            end, without the int8 model cache (before) and with it (after), and with the
+            model kept loaded by ``serve-model`` (served)
 * app       app cold start to first served page, the model ready, one question answered
             through the ``/ask`` API, and the app's resident memory (peak, and what of it is
             file-backed)
@@ -51,6 +52,7 @@ COLD_QUESTION = "What is a pointer network?"
 #: (section, figure) -> the most it may be (all are "lower is better"), and its unit.
 TARGETS: dict[tuple[str, str], tuple[float, str]] = {
     ("cold", "after_first_token_s"): (5.0, "s"),  # a fresh `ask`, model cache warm
+    ("cold", "served_first_token_s"): (5.0, "s"),  # a fresh `ask`, the model kept by serve-model
     ("app", "cold_start_s"): (5.0, "s"),  # the page served after `python app.py`
     ("answer", "answer_p50_s"): (8.0, "s"),  # README, Performance: answers p50 <= 8 s
     ("search", "hybrid_p50_ms"): (100.0, "ms"),
@@ -348,7 +350,8 @@ def bench_cold(settings: Settings, question: str = COLD_QUESTION, before: bool =
     """``python -m rag ask QUESTION`` in a fresh process, as a user runs it: seconds to the
     first token (the "draft:" line on stderr) and to the end, and its peak memory; once
     with the int8 model cache turned off (``before``: load fp32 and quantize, as before the
-    cache existed) and once with it (``after``). The cache is built first if missing."""
+    cache existed) and once with it (``after``). The cache is built first if missing. Then
+    once more with the model served by another process (``served``, see :func:`_cold_served`)."""
     from ..generation.models import INT8_ENV, int8_folder, int8_key, resolve_model
 
     cmd = [sys.executable, "-m", "rag", "ask", question, "--index-dir", str(settings.index_dir)]
@@ -368,7 +371,42 @@ def bench_cold(settings: Settings, question: str = COLD_QUESTION, before: bool =
         out[f"{name}_peak_rss_mb"] = run["peak_mb"]
     if before and out.get("before_first_token_s") and out.get("after_first_token_s"):
         out["first_token_speedup"] = out["before_first_token_s"] / out["after_first_token_s"]
+    if not settings.openai_url:
+        out.update(_cold_served(cmd, env, timeout))
     return out
+
+
+def _cold_served(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """The same fresh ``ask`` with the model kept loaded by ``python -m rag serve-model``
+    (``RAG_OPENAI_URL``): what a user who asks many questions from the shell waits for.
+    ``served_*`` figures, and the seconds the server took to be ready."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "rag", "serve-model", "--port", str(port)], cwd=PROJECT_ROOT,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in server.stderr:  # its progress bars, then "Serving ... at URL (Ctrl+C stops)"
+            if "Serving " in line:
+                break
+        else:
+            return {"served_error": f"serve-model exited {server.wait()} before serving"}
+        threading.Thread(target=server.stderr.read, daemon=True).start()  # keep its pipe drained
+        out: dict[str, Any] = {"server_ready_s": time.perf_counter() - t}
+        run = _run_timed(cmd, {**env, "RAG_OPENAI_URL": f"http://127.0.0.1:{port}/v1"}, b"draft: ", timeout)
+        if run["rc"] != 0:
+            return {**out, "served_error": f"exit {run['rc']}: {run['stderr'][-500:]}"}
+        return {**out, "served_first_token_s": run["first"], "served_total_s": run["total"],
+                "served_peak_rss_mb": run["peak_mb"]}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def bench_app(settings: Settings, timeout: float = 300, question: str | None = COLD_QUESTION) -> dict[str, Any]:

@@ -382,10 +382,10 @@ class TransformersGenerator:
         """Yield the answer's text pieces as they are decoded (greedy). Closing the iterator
         early (``break``) stops the generation at the next token, and so does setting ``stop``
         from any thread, even while no piece is due (a word still being spelled out)."""
-        import torch
+        lm = self._loaded()  # first: transformers' lazy names are not safe to import while
+        import torch  # another thread loads the model (an ImportError of TextIteratorStreamer)
         from transformers import TextIteratorStreamer
 
-        lm = self._loaded()
         with lm.lock:
             t0 = time.perf_counter()
             input_ids = self._encode(lm, messages)
@@ -442,10 +442,10 @@ class TransformersGenerator:
     def next_token(self, messages: list[dict], top_n: int = 0) -> NextToken:
         """The reply's first token as ``stream`` picks it (greedy, after the repetition
         penalty) and the ``top_n`` likeliest first tokens, with their log-probabilities."""
+        lm = self._loaded()  # before transformers' names: see stream
         import torch
         from transformers import RepetitionPenaltyLogitsProcessor
 
-        lm = self._loaded()
         input_ids, eos = self._encode(lm, messages), set(self._eos_ids(lm) or [])
 
         @torch.inference_mode()
