@@ -376,15 +376,29 @@ def bench_cold(settings: Settings, question: str = COLD_QUESTION, before: bool =
     return out
 
 
-def _cold_served(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
-    """The same fresh ``ask`` with the model kept loaded by ``python -m rag serve-model``
-    (``RAG_OPENAI_URL``): what a user who asks many questions from the shell waits for.
-    ``served_*`` figures, and the seconds the server took to be ready."""
+def _free_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate ``proc``, killed if it has not exited within 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _cold_served(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """The same fresh ``ask`` with the model kept loaded by ``python -m rag serve-model``
+    (``RAG_OPENAI_URL``): what a user who asks many questions from the shell waits for.
+    ``served_*`` figures, and the seconds the server took to be ready."""
+    port = _free_port()
     t = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "rag", "serve-model", "--port", str(port)], cwd=PROJECT_ROOT,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -402,11 +416,7 @@ def _cold_served(cmd: list[str], env: dict[str, str], timeout: float) -> dict[st
         return {**out, "served_first_token_s": run["first"], "served_total_s": run["total"],
                 "served_peak_rss_mb": run["peak_mb"]}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
 
 
 def bench_app(settings: Settings, timeout: float = 300, question: str | None = COLD_QUESTION) -> dict[str, Any]:
@@ -415,12 +425,9 @@ def bench_app(settings: Settings, timeout: float = 300, question: str | None = C
     is served); then one ``question`` through the app's ``/ask`` API. Resident memory of the
     app: at model ready, its peak over the whole run, and how much of the last sample is
     file-backed (mapped files) rather than the process's own memory."""
-    import socket
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     t = time.perf_counter()
     start = [str(PROJECT_ROOT / "app.py")] if IS_CHECKOUT else ["-m", "rag", "app"]
     proc = subprocess.Popen([sys.executable, *start, "--port", str(port),
@@ -453,12 +460,7 @@ def bench_app(settings: Settings, timeout: float = 300, question: str | None = C
         if question and "model" in ready and proc.poll() is None:
             out.update(_ask_app(port, question, memory, timeout))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
     return {"cold_start_s": served, "model_ready_s": ready.get("model"), "peak_rss_mb": memory.peak_mb,
             **out, "rss_file_backed_mb": memory.file_mb}
 
