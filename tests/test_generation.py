@@ -312,6 +312,9 @@ def test_gpu_load_failure_falls_back_to_cpu(tiny, tmp_path, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(resolved, plan, *rest)
 
+    from rag import devices
+
+    monkeypatch.setattr(devices, "cpu_only", lambda: False)  # a machine that may have a GPU: ask torch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
