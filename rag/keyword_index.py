@@ -1,15 +1,16 @@
 """The keyword (BM25) index over every chunk, persisted beside the Chroma collection.
 
-Built with llama-index's ``BM25Retriever`` (bm25s, English stemming and stop words) from the
-chunks as stored, searched with bm25s alone (a search imports no llama-index), and saved in
-``<index_dir>/keyword/<key>/`` (or under ``bm25_dir`` for an index on a Chroma server), where
-``key`` names the index version and size it was built from: the BM25 matrices and the chunk
-ids, not the chunks' text. Every write to the index ends by saving the keyword index of what
-it wrote (``PaperIndex.writing``), so a process that opens the index loads it,
-memory-mapped, instead of reading back and re-tokenising every chunk (about a minute at
-100,000 chunks). A saved copy for another version is never used: a reader that finds none
-for the version it sees builds it once (with a progress bar on large indexes) and saves it
-for the next. bm25s cannot add documents to a built index, so every save is a full build.
+Built with bm25s from the chunks as stored, a page at a time, tokenised as llama-index's
+``BM25Retriever`` tokenises them (English stemming and stop words); searched with bm25s
+alone (a search imports no llama-index); saved in ``<index_dir>/keyword/<key>/`` (or under
+``bm25_dir`` for an index on a Chroma server), where ``key`` names the index version and
+size it was built from: the BM25 matrices and the chunk ids, not the chunks' text. Every
+write to the index ends by saving the keyword index of what it wrote
+(``PaperIndex.writing``), so a process that opens the index loads it, memory-mapped,
+instead of reading back and re-tokenising every chunk (about a minute at 100,000 chunks). A
+saved copy for another version is never used: a reader that finds none for the version it
+sees builds it once (with a progress bar on large indexes) and saves it for the next. bm25s
+cannot add documents to a built index, so every save is a full build.
 
 A save is atomic: written to a temporary folder, renamed into place, then older keys are
 deleted; a process killed at any point leaves either no folder for the current key (it is
@@ -25,6 +26,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
@@ -45,7 +47,9 @@ SHOWN_BUILD = 50_000  # chunks from which building shows progress (more than ~2 
 class Chunks(Protocol):
     """What a keyword index is built from: the index's chunks (``rag.store.PaperIndex``)."""
 
-    def chunk_nodes(self) -> list[TextNode]: ...
+    def count(self) -> int: ...
+
+    def chunk_pages(self) -> Iterator[list[TextNode]]: ...
 
 
 #: How llama-index's ``BM25Retriever`` splits a query into words (its default), kept here
@@ -97,19 +101,35 @@ def key_of(version: str, count: int) -> str:
 
 def build(index: Chunks) -> KeywordIndex | None:
     """The keyword index of every chunk ``index`` holds now (``None`` when it is empty),
-    tokenised by llama-index's ``BM25Retriever`` (English stop words and stemming)."""
-    nodes = index.chunk_nodes()
-    if not nodes:
-        return None
-    from llama_index.retrievers.bm25 import BM25Retriever
+    tokenised as llama-index's ``BM25Retriever`` tokenises nodes (bm25s: English stop words,
+    stemming, :data:`TOKEN_PATTERN`; the same scores), but a page of chunks at a time: only
+    each chunk's token ids are kept, not every node and its text (about 10 GB at 750,000
+    chunks when they were)."""
+    import bm25s
+    from bm25s.tokenization import Tokenized
+    from llama_index.core.schema import MetadataMode
+    from tqdm.auto import tqdm
 
     from .console import is_quiet
 
-    retriever = BM25Retriever.from_defaults(
-        nodes=nodes, stemmer=_stemmer(), language="english", token_pattern=TOKEN_PATTERN,
-        similarity_top_k=len(nodes), verbose=len(nodes) >= SHOWN_BUILD and not is_quiet(),
-    )  # bm25s' progress bars, on stderr, for large indexes
-    return KeywordIndex(retriever.bm25, [node.node_id for node in nodes])
+    shown = (total := index.count()) >= SHOWN_BUILD and not is_quiet()
+    vocab: dict[str, int] = {}
+    token_ids: list[list[int]] = []  # each list holds the vocabulary's own int objects
+    chunk_ids: list[str] = []
+    stemmer = _stemmer()
+    with tqdm(total=total, desc="Keyword index", unit="chunk", disable=not shown) as bar:
+        for nodes in index.chunk_pages():
+            texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+            tokens = bm25s.tokenize(texts, stopwords="english", stemmer=stemmer, token_pattern=TOKEN_PATTERN,
+                                    return_ids=False, show_progress=False)
+            token_ids.extend([vocab.setdefault(token, len(vocab)) for token in doc] for doc in tokens)
+            chunk_ids.extend(node.node_id for node in nodes)
+            bar.update(len(nodes))
+    if not chunk_ids:
+        return None
+    bm25 = bm25s.BM25()
+    bm25.index(Tokenized(ids=token_ids, vocab=vocab), show_progress=shown)  # bm25s' own bars, on stderr
+    return KeywordIndex(bm25, chunk_ids)
 
 
 def save(keyword: KeywordIndex, folder: Path, version: str, count: int) -> Path:

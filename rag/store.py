@@ -417,25 +417,27 @@ class PaperIndex:
         return {cid: meta or {} for cid, meta in zip(got["ids"], got["metadatas"])}
 
     def chunk_nodes(self) -> list["TextNode"]:
-        """Every chunk as a llama-index node (for BM25)."""
+        """Every chunk as a llama-index node."""
+        return [node for page in self.chunk_pages() for node in page]
+
+    def chunk_pages(self) -> Iterator[list["TextNode"]]:
+        """Every chunk as a llama-index node, ``PAGE`` chunks at a time (what the keyword
+        index is built from without holding every chunk at once)."""
         from llama_index.core.schema import TextNode
 
-        nodes = []
         for page in self._pages(["documents", "metadatas"]):
-            for cid, text, meta in zip(page["ids"], page["documents"], page["metadatas"]):
-                meta = {k: v for k, v in meta.items() if k in _NODE_KEYS}
-                nodes.append(
-                    TextNode(
-                        id_=cid,
-                        text=text or "",
-                        metadata=meta,
-                        excluded_embed_metadata_keys=list(HIDDEN_KEYS),
-                        excluded_llm_metadata_keys=list(HIDDEN_KEYS),
-                        metadata_template="{value}",
-                        text_template="{metadata_str}\n\n{content}",
-                    )
+            yield [
+                TextNode(
+                    id_=cid,
+                    text=text or "",
+                    metadata={k: v for k, v in meta.items() if k in _NODE_KEYS},
+                    excluded_embed_metadata_keys=list(HIDDEN_KEYS),
+                    excluded_llm_metadata_keys=list(HIDDEN_KEYS),
+                    metadata_template="{value}",
+                    text_template="{metadata_str}\n\n{content}",
                 )
-        return nodes
+                for cid, text, meta in zip(page["ids"], page["documents"], page["metadatas"])
+            ]
 
     def papers(self) -> list[Paper]:
         """The indexed papers, rebuilt from the metadata of their first chunks."""

@@ -91,6 +91,33 @@ def test_filtered_keyword_search_is_the_same_loaded_or_built(small, embedder, se
     assert [loaded.idf()(t) for t in ("pointer", "network", "zzz")] == [built.idf()(t) for t in ("pointer", "network", "zzz")]
 
 
+def test_built_a_page_at_a_time_it_scores_as_llama_index_bm25_over_every_node(small, embedder, monkeypatch):
+    """The page-by-page build (only token ids kept) against llama-index's ``BM25Retriever``
+    given every node at once, as the keyword index was built before: the same score for every
+    chunk and every query, pages of 7 chunks merging their vocabularies."""
+    import bm25s
+    import Stemmer
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    import rag.store
+
+    settings, _ = small
+    index = PaperIndex(settings, embedder=embedder)
+    nodes = index.chunk_nodes()
+    reference = BM25Retriever.from_defaults(nodes=nodes, stemmer=Stemmer.Stemmer("english"), language="english",
+                                            token_pattern=keyword_index.TOKEN_PATTERN, similarity_top_k=len(nodes))
+    monkeypatch.setattr(rag.store, "PAGE", 7)
+    built = keyword_index.build(index)
+    assert built.chunk_ids == [node.node_id for node in nodes] and len(nodes) > 7 * 10
+    for query in QUERIES + ["the of and"]:  # the last: stop words only
+        (tokens,) = bm25s.tokenize(query, stemmer=Stemmer.Stemmer("english"), return_ids=False, show_progress=False)
+        if tokens:
+            expected = reference.bm25.get_scores(tokens)
+            assert np.allclose(built.bm25.get_scores(tokens), expected, rtol=1e-6, atol=0) and expected.any()
+        assert built.search(query, 20) == [(nid, pytest.approx(s, rel=1e-6)) for nid, s in
+                                           keyword_index.KeywordIndex(reference.bm25, built.chunk_ids).search(query, 20)]
+
+
 def test_an_ingest_that_changes_nothing_carries_the_saved_index_over(small, embedder):
     settings, _ = small
     before = next(keyword_index.keyword_dir(settings).glob("*/data.csc.index.npy")).stat().st_ino
