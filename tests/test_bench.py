@@ -14,7 +14,7 @@ from rag.config import PROJECT_ROOT
 
 SECTIONS = {
     "ingest": ["chunks", "ingest_s", "bare_embed_s", "ingest_vs_bare", "reingest_s"],
-    "embed": ["chunks", "torch_chunks_per_s", "onnx_chunks_per_s", "onnx_vs_torch"],
+    "embed": ["chunks", "torch_chunks_per_s", "onnx_chunks_per_s", "onnx_vs_torch", "same_top10"],
     "search": ["hybrid_p50_ms", "dense_p50_ms", "bm25_p50_ms", "query_embedding_p50_ms"],
     "scale": [],
     "generate": ["pipeline_ttft_s", "pipeline_decode_tok_s", "bare_decode_tok_s", "decode_ratio"],
@@ -55,7 +55,10 @@ def test_bench_quick_runs_its_sections(sections, seed_index, seed_settings, tmp_
             assert isinstance(value, (int, float)) and value > 0, (section, name, value)
     if "ingest" in sections:
         assert results["ingest"]["papers"] == 40
-        assert results["embed"]["max_cosine_difference"] < 1e-5  # the ONNX export's vectors are torch's
+        embed = results["embed"]
+        assert embed["max_cosine_difference"] < 1e-5  # the ONNX export's vectors are torch's
+        assert embed["same_top10"] >= 0.9  # and so, bar a near tie, are the nearest chunks
+        assert embed.get("bf16") or (embed["bf16_vs_torch"] > 0 and 0 < embed["bf16_max_cosine_difference"] < 1e-3)
         (scale,) = results["scale"].values()
         assert scale["chunks"] == 2000 and scale["query_p50_ms"] > 0
         assert results["answer"]["questions"] == 2

@@ -4,7 +4,9 @@ Sections (``--quick`` shrinks each one so CI can keep the command working):
 
 * ingest    full ingest of the seed corpus vs the bare embedder on the same chunks; re-ingest
 * embed     document embeddings as ingest makes them: torch vs the ONNX Runtime export (the
-            question encoder's) on the same chunks, chunks/s and how far their vectors differ
+            question encoder's) and vs torch in bfloat16 (on CPUs with bf16 matrix support)
+            on the same chunks: chunks/s, how far their vectors differ, and how often the
+            evaluation questions' 10 nearest chunks stay the same
 * search    p50/p95 of hybrid search over 100 queries at the seed index
 * scale     embedded Chroma at synthetic sizes (build time, query p50/p95, resident memory)
 * generate  time to first token and decode tokens/s through the pipeline vs bare generate
@@ -111,7 +113,10 @@ def bench_ingest(settings: Settings, papers_limit: int | None = None) -> dict[st
 
 def bench_embed(settings: Settings, papers_limit: int | None = None) -> dict[str, Any]:
     """The seed corpus's chunks embedded as ingest embeds them (shortest first, in batches of
-    ``embed_batch_size``, torch on the compute thread), then by the ONNX export; one run."""
+    ``embed_batch_size``, torch on the compute thread), then by the ONNX export, then by torch
+    in bfloat16 where the CPU multiplies bf16 matrices; one run. Beside each one's speed, what
+    it changes: the largest cosine difference from torch's vectors, and the share of the
+    evaluation's questions whose 10 nearest chunks stay torch's, in the same order."""
     import numpy as np
     from llama_index.core.schema import MetadataMode
 
@@ -138,8 +143,31 @@ def bench_embed(settings: Settings, papers_limit: int | None = None) -> dict[str
         out["onnx"] = "not available here (not on CPU, or not a mean-pooling local model)"
         return out
     onnx_s, onnx_vecs = timed(onnx.embed)
-    out.update(onnx_chunks_per_s=len(texts) / onnx_s, onnx_vs_torch=torch_s / onnx_s,
-               max_cosine_difference=float((1 - (torch_vecs * onnx_vecs).sum(axis=1)).max()))
+    queries = np.asarray(onnx.embed([q["question"] for q in _questions()]))
+
+    def changes(prefix: str, vecs: Any) -> dict[str, float]:
+        """The largest cosine difference from torch's vectors, and the share of the
+        evaluation's questions whose 10 nearest chunks, in order, stay torch's."""
+        def top(v: Any) -> Any:
+            return np.argsort(-(queries @ v.T), axis=1, kind="stable")[:, :10]
+        return {f"{prefix}max_cosine_difference": float((1 - (torch_vecs * vecs).sum(axis=1)).max()),
+                f"{prefix}same_top10": float((top(vecs) == top(torch_vecs)).all(axis=1).mean())}
+
+    out.update(onnx_chunks_per_s=len(texts) / onnx_s, onnx_vs_torch=torch_s / onnx_s, **changes("", onnx_vecs))
+    import torch
+
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        out["bf16"] = "no bfloat16 matrix support on this CPU"
+        return out
+
+    def bf16(batch: list[str]) -> list[list[float]]:
+        def run() -> list[list[float]]:
+            with torch.autocast("cpu", dtype=torch.bfloat16):  # thread-local: on the compute thread
+                return embedder.model.get_text_embedding_batch(batch)
+        return run_on_compute_thread(run)
+
+    bf16_s, bf16_vecs = timed(bf16)
+    out.update(bf16_vs_torch=torch_s / bf16_s, **changes("bf16_", bf16_vecs))
     return out
 
 
