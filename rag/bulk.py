@@ -272,13 +272,16 @@ def _complete(chunks: dict[str, dict], digest: str) -> bool:
 
 
 def _sweep(index: PaperIndex, stored: str, scratch: "_Scratch") -> int:
-    """Delete the dump's chunks whose paper is no longer in it (noted first, so the scan's
-    pages do not shift under it)."""
-    offset = 0
-    while ids := index.chunk_ids({STREAM_KEY: stored}, limit=PAGE, offset=offset):
-        offset += len(ids)
-        known = scratch.known({paper_of(cid) for cid in ids})
-        scratch.note_gone([cid for cid in ids if paper_of(cid) not in known])
+    """Delete the dump's chunks whose paper is no longer in it (noted first, then deleted).
+    The dump's chunk ids are read in one call: Chroma evaluates the filter over the whole
+    collection for every page asked of it (at 1,000,000 chunks, 5 s a page, ~15 min for the
+    200 pages, against 7 s for all the ids at once; they are ids only, no text)."""
+    ids = index.chunk_ids({STREAM_KEY: stored})
+    for start in range(0, len(ids), PAGE):
+        page = ids[start : start + PAGE]
+        known = scratch.known({paper_of(cid) for cid in page})
+        scratch.note_gone([cid for cid in page if paper_of(cid) not in known])
+    del ids
     removed = 0
     for ids in scratch.gone(PAGE):
         index.apply(WritePlan(delete=ids))
