@@ -384,10 +384,20 @@ class PaperIndex:
             return True
 
     def _pages(self, include: list[str], where: dict | None = None) -> Iterable[dict]:
+        """The chunks (``where`` matches), ``PAGE`` at a time. With a filter, the matching ids
+        are read first, in one call, then each page by id: Chroma evaluates a filter over the
+        whole collection for every call (5 s a call at 1,000,000 chunks, so ~15 min for 200
+        pages asked with offsets, against 7 s for every id at once)."""
+        if where is not None:
+            ids = self.chunk_ids(where)
+            for start in range(0, len(ids), PAGE):
+                with index_errors(self.location):
+                    yield self.collection.get(ids=ids[start : start + PAGE], include=include)
+            return
         offset = 0
         while True:
             with index_errors(self.location):
-                page = self.collection.get(where=where, include=include, limit=PAGE, offset=offset)
+                page = self.collection.get(include=include, limit=PAGE, offset=offset)
             if not page["ids"]:
                 return
             yield page
